@@ -1,0 +1,253 @@
+"""A stack of recurrent layers with a linear readout, and the equal-parameters rule.
+
+    x (T, B, n_in) --[proj, +RNN only]--> layer0 --> layer1 --> ... --> readout --> out (T, B, n_out)
+
+Every layer has ``n_h`` units. Layer k's input is layer k-1's output (``h``,
+or ``y`` for the +RNN). The readout maps the top layer's output to the task's
+outputs at every step; the loss's mask picks the steps that count.
+
+Parameters are one flat dict of named arrays, in this order:
+
+    proj.W (n_in, N), proj.b (N,)        +RNN only: the first layer's input projection
+    layer{k}.W_x, layer{k}.W_h, layer{k}.b, layer{k}.h0 [, layer{k}.c0]
+                                         k = 0 .. depth-1; layouts in each cell's docstring
+    readout.W (N, n_out), readout.b (n_out,)
+
+The paper compares architectures at an equal number of parameters:
+:func:`units_for_budget` gives the largest ``n_h`` whose exact total
+(:func:`count_params`) fits a budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import NamedTuple
+
+import numpy
+
+from rnncap.autodiff.bptt import layer_backward, layer_forward
+from rnncap.autodiff.dense import dense_backward, dense_forward
+from rnncap.autodiff.losses import SoftmaxCrossEntropy
+from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
+from rnncap.cells import Cell, CellHParams, make_cell
+from rnncap.errors import RnncapError
+
+MAX_DEPTH = 8
+
+
+def _as_cell(cell: str | Cell) -> Cell:
+    return cell if isinstance(cell, Cell) else make_cell(cell)
+
+
+def check_architecture(cell: Cell, depth: int, n_in: int, n_out: int, n_h: int | None = None) -> None:
+    """Raise a one-line :class:`RnncapError` for a network that cannot be built."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise RnncapError(f"depth must be between 1 and {MAX_DEPTH}, got {depth}")
+    if depth < cell.min_depth:
+        raise RnncapError(
+            f"the {cell.title} needs depth >= {cell.min_depth}: its output mixes in its own input, "
+            f"and the paper excludes it at depth 1; use --depth {cell.min_depth} or more"
+        )
+    if n_in < 1 or n_out < 1:
+        raise RnncapError(f"n_in and n_out must be >= 1, got n_in={n_in}, n_out={n_out}")
+    if n_h is not None and n_h < 1:
+        raise RnncapError(f"the number of units must be >= 1, got {n_h}")
+
+
+def param_shapes(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every parameter array, in the network's order."""
+    cell = _as_cell(cell)
+    check_architecture(cell, depth, n_in, n_out, n_h)
+    shapes: dict[str, tuple[int, ...]] = {}
+    layer_in = n_in
+    if cell.carries_input:
+        shapes["proj.W"] = (n_in, n_h)
+        shapes["proj.b"] = (n_h,)
+        layer_in = n_h
+    for k in range(depth):
+        for name, shape in cell.param_shapes(layer_in, n_h).items():
+            shapes[f"layer{k}.{name}"] = shape
+        layer_in = n_h
+    shapes["readout.W"] = (n_h, n_out)
+    shapes["readout.b"] = (n_out,)
+    return shapes
+
+
+def count_params(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) -> int:
+    """Exact number of trainable numbers: projection, gates, biases, initial states, readout."""
+    return sum(math.prod(shape) for shape in param_shapes(cell, depth, n_in, n_out, n_h).values())
+
+
+def units_for_budget(cell: str | Cell, depth: int, n_in: int, n_out: int, max_params: int) -> int:
+    """The largest ``n_h`` (same in every layer) whose total is at most ``max_params``."""
+    cell = _as_cell(cell)
+    check_architecture(cell, depth, n_in, n_out)
+    smallest = count_params(cell, depth, n_in, n_out, 1)
+    if max_params < smallest:
+        raise RnncapError(
+            f"a budget of {max_params} parameters is too small: a depth-{depth} {cell.title} with "
+            f"n_in={n_in}, n_out={n_out} needs {smallest} parameters for one unit per layer"
+        )
+    low, high = 1, 2                     # count(low) <= budget; grow high until it is over
+    while count_params(cell, depth, n_in, n_out, high) <= max_params:
+        low, high = high, 2 * high
+    while high - low > 1:                # count is increasing in n_h: bisect
+        mid = (low + high) // 2
+        if count_params(cell, depth, n_in, n_out, mid) <= max_params:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+class Forward(NamedTuple):
+    out: object          # (T, B, n_out) readout at every step
+    state: list          # per layer, the state tuple after the last step
+    tape: object         # what backward needs
+
+
+class Backward(NamedTuple):
+    grads: dict          # same keys and shapes as Network.params
+    dx: object           # (T, B, n_in)
+    dstate0: list        # per layer, gradient of the initial state tuple (B, N) each
+
+
+class LossAndGrads(NamedTuple):
+    loss: float
+    grads: dict
+    out: object
+    state: list
+    dx: object
+    dstate0: list
+
+
+class _Tape(NamedTuple):
+    x: object
+    layers: list
+    top: object
+    learned_state0: bool
+
+
+class Network:
+    """``Network(cell, depth, n_in, n_out, n_h, hp, rng)``: parameters plus a pure forward/backward.
+
+    ``rng`` is a ``numpy.random.Generator`` (or an int seed) used once, for the
+    initial parameters. ``xp`` is the array module (``numpy`` or ``cupy``, see
+    :mod:`rnncap.backend`); ``dtype`` is float32 for training and float64 for
+    gradient checks.
+    """
+
+    def __init__(self, cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int,
+                 hp: CellHParams | None = None, rng: numpy.random.Generator | int = 0,
+                 *, xp=numpy, dtype=TRAIN_DTYPE):
+        self.hp = hp or CellHParams()
+        self.cell = make_cell(cell.name if isinstance(cell, Cell) else cell, self.hp)
+        self.depth, self.n_in, self.n_out, self.n_h = depth, n_in, n_out, n_h
+        self.xp, self.dtype = xp, numpy.dtype(dtype)
+        rng = numpy.random.default_rng(rng) if not isinstance(rng, numpy.random.Generator) else rng
+        shapes = param_shapes(self.cell, depth, n_in, n_out, n_h)
+        init = self._init_params(rng)
+        assert {k: v.shape for k, v in init.items()} == shapes
+        self.params = {name: xp.asarray(init[name], dtype=self.dtype) for name in shapes}
+
+    def _init_params(self, rng) -> dict[str, numpy.ndarray]:
+        n_h, scale = self.n_h, self.hp.weight_scale
+        params = {}
+        layer_in = self.n_in
+        if self.cell.carries_input:
+            params["proj.W"] = rng.normal(0.0, scale / math.sqrt(self.n_in), (self.n_in, n_h))
+            params["proj.b"] = numpy.zeros(n_h)
+            layer_in = n_h
+        for k in range(self.depth):
+            for name, value in self.cell.init_params(rng, layer_in, n_h, self.hp).items():
+                params[f"layer{k}.{name}"] = value
+            layer_in = n_h
+        params["readout.W"] = rng.normal(0.0, 1.0 / math.sqrt(n_h), (n_h, self.n_out))
+        params["readout.b"] = numpy.zeros(self.n_out)
+        return params
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(v.size) for v in self.params.values())
+
+    def layer_params(self, k: int) -> dict:
+        prefix = f"layer{k}."
+        return {name[len(prefix):]: v for name, v in self.params.items() if name.startswith(prefix)}
+
+    def initial_state(self, batch: int) -> list:
+        """The learned initial state of every layer, for a batch."""
+        return [self.cell.init_state(self.layer_params(k), batch) for k in range(self.depth)]
+
+    def forward(self, x, state0: list | None = None) -> Forward:
+        """Run the stack over ``x`` (T, B, n_in).
+
+        ``state0`` (one state tuple per layer, arrays (B, N)) replaces the
+        learned initial state, e.g. to carry state between the windows of
+        truncated BPTT; its gradient comes back as ``Backward.dstate0``.
+        """
+        x = self.xp.asarray(x, dtype=self.dtype)
+        if x.ndim != 3 or x.shape[2] != self.n_in:
+            raise RnncapError(f"x must have shape (T, B, {self.n_in}), got {tuple(x.shape)}")
+        learned = state0 is None
+        if learned:
+            state0 = self.initial_state(x.shape[1])
+        h = x
+        if self.cell.carries_input:
+            h = dense_forward(x, self.params["proj.W"], self.params["proj.b"])   # (T, B, N)
+        states, tapes = [], []
+        for k in range(self.depth):
+            h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]))
+            states.append(state)
+            tapes.append(tape)
+        out = dense_forward(h, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
+        return Forward(out, states, _Tape(x, tapes, h, learned))
+
+    def backward(self, tape: _Tape, dout, dstate: list | None = None) -> Backward:
+        """Gradients of a loss whose gradient at the readout is ``dout`` (T, B, n_out).
+
+        ``dstate`` (optional, one tuple per layer) is the gradient reaching the
+        final states from outside the sequence.
+        """
+        xp = array_module(dout)
+        grads = {}
+        dh, grads["readout.W"], grads["readout.b"] = dense_backward(tape.top, dout, self.params["readout.W"])
+        dstate0 = [None] * self.depth
+        for k in reversed(range(self.depth)):
+            p = self.layer_params(k)
+            layer_tape = tape.layers[k]
+            B = layer_tape.x.shape[1]
+            d_final = dstate[k] if dstate is not None else tuple(
+                xp.zeros((B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
+            dh, dstate0[k], layer_grads = layer_backward(self.cell, p, layer_tape, dh, tuple(d_final))
+            for name, g in layer_grads.items():
+                grads[f"layer{k}.{name}"] = g
+            for name, d0 in zip(self.cell.state_names, dstate0[k]):
+                # the learned initial state is shared by the batch: its gradient is the sum
+                grads[f"layer{k}.{name}0"] = d0.sum(axis=0) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
+        if self.cell.carries_input:
+            dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"])
+        else:
+            dx = dh
+        return Backward({name: grads[name] for name in self.params}, dx, dstate0)
+
+    def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None) -> LossAndGrads:
+        """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward."""
+        loss = loss or SoftmaxCrossEntropy()
+        fwd = self.forward(x, state0)
+        value, dout = loss(fwd.out, target, mask)
+        bwd = self.backward(fwd.tape, dout)
+        return LossAndGrads(float(value), bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
+
+    def astype(self, dtype, xp=None) -> "Network":
+        """A copy with the parameters cast to ``dtype`` (and moved to ``xp``)."""
+        clone = copy.copy(self)
+        clone.xp = xp or self.xp
+        clone.dtype = numpy.dtype(dtype)
+        clone.params = {name: clone.xp.asarray(to_numpy(v) if clone.xp is numpy else v, dtype=clone.dtype)
+                        for name, v in self.params.items()}
+        return clone
+
+    def __repr__(self) -> str:
+        return (f"Network({self.cell.name!r}, depth={self.depth}, n_in={self.n_in}, n_out={self.n_out}, "
+                f"n_h={self.n_h}, params={self.n_params})")
