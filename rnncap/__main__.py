@@ -1,0 +1,5 @@
+"""``python -m rnncap`` runs the command line."""
+
+from rnncap.cli import main
+
+main()
