@@ -1,0 +1,166 @@
+"""The stack: parameter counting, the equal-parameters rule, truncated BPTT, losses."""
+
+from __future__ import annotations
+
+import math
+
+import numpy
+import pytest
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnncap.autodiff.losses import MultiSoftmaxCrossEntropy, SoftmaxCrossEntropy, SquaredError
+from rnncap.backend import to_numpy
+from rnncap.cells import CELLS, CellHParams
+from rnncap.errors import RnncapError
+from rnncap.network import MAX_DEPTH, Network, count_params, param_shapes, units_for_budget
+
+cell_names = st.sampled_from(sorted(CELLS))
+
+
+@st.composite
+def architectures(draw):
+    cell = draw(cell_names)
+    depth = draw(st.integers(CELLS[cell].min_depth, MAX_DEPTH))
+    return cell, depth, draw(st.integers(1, 70)), draw(st.integers(1, 30))
+
+
+@settings(max_examples=examples(60))
+@given(arch=architectures(), n_h=st.integers(1, 40))
+def test_count_params_equals_the_arrays(arch, n_h):
+    cell, depth, n_in, n_out = arch
+    net = Network(cell, depth, n_in, n_out, n_h, rng=0)
+    assert count_params(cell, depth, n_in, n_out, n_h) == sum(v.size for v in net.params.values())
+    assert {k: v.shape for k, v in net.params.items()} == param_shapes(cell, depth, n_in, n_out, n_h)
+
+
+@pytest.mark.parametrize("cell,per_layer", [
+    ("rnn", lambda i, n: n * (i + n + 1) + n),
+    ("irnn", lambda i, n: n * (i + n + 1) + n),
+    ("ugrnn", lambda i, n: 2 * n * (i + n + 1) + n),
+    ("gru", lambda i, n: 3 * n * (i + n + 1) + n),
+    ("lstm", lambda i, n: 4 * n * (i + n + 1) + 2 * n),
+    ("plusrnn", lambda i, n: 4 * n * (i + n + 1) + n),
+])
+def test_count_params_closed_form(cell, per_layer):
+    """The formula ``rnncap cells`` prints, written out independently."""
+    n_in, n_out, n, depth = 7, 3, 5, 2
+    projection = n_in * n + n if cell == "plusrnn" else 0
+    first_in = n if cell == "plusrnn" else n_in
+    expected = projection + per_layer(first_in, n) + per_layer(n, n) + n * n_out + n_out
+    assert count_params(cell, depth, n_in, n_out, n) == expected
+
+
+@settings(max_examples=examples(60))
+@given(arch=architectures(), budget=st.integers(1, 200_000))
+def test_units_for_budget_is_the_largest_that_fits(arch, budget):
+    cell, depth, n_in, n_out = arch
+    smallest = count_params(cell, depth, n_in, n_out, 1)
+    if budget < smallest:
+        with pytest.raises(RnncapError, match="too small"):
+            units_for_budget(cell, depth, n_in, n_out, budget)
+        return
+    n_h = units_for_budget(cell, depth, n_in, n_out, budget)
+    assert count_params(cell, depth, n_in, n_out, n_h) <= budget < count_params(cell, depth, n_in, n_out, n_h + 1)
+
+
+def test_lstm_budget_example_from_the_issue():
+    n_h = units_for_budget("lstm", 2, 64, 2, 10_000)
+    assert count_params("lstm", 2, 64, 2, n_h) <= 10_000 < count_params("lstm", 2, 64, 2, n_h + 1)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(cell="plusrnn", depth=1), "needs depth >= 2"),
+    (dict(cell="gru", depth=0), "depth must be between 1 and 8"),
+    (dict(cell="gru", depth=9), "depth must be between 1 and 8"),
+    (dict(cell="transformer", depth=1), "unknown cell"),
+    (dict(cell="gru", depth=1, n_h=0), "units must be >= 1"),
+])
+def test_impossible_networks_are_refused(bad, match):
+    args = dict(cell="gru", depth=1, n_in=3, n_out=2, n_h=4) | bad
+    with pytest.raises(RnncapError, match=match):
+        Network(args["cell"], args["depth"], args["n_in"], args["n_out"], args["n_h"], rng=0)
+
+
+@pytest.mark.parametrize("cell,nonlinearity", [("irnn", "tanh"), ("plusrnn", "relu")])
+def test_fixed_nonlinearities_are_refused(cell, nonlinearity):
+    with pytest.raises(RnncapError, match="does not take nonlinearity"):
+        Network(cell, 2, 3, 2, 4, CellHParams(nonlinearity=nonlinearity), rng=0)
+
+
+def test_same_seed_same_parameters_and_float32_by_default():
+    a, b = Network("lstm", 2, 5, 3, 7, rng=11), Network("lstm", 2, 5, 3, 7, rng=numpy.random.default_rng(11))
+    for name in a.params:
+        assert a.params[name].dtype == numpy.float32
+        numpy.testing.assert_array_equal(a.params[name], b.params[name])
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_truncated_bptt_two_windows_equal_one_sequence(xp, cell):
+    """Gradients of a sequence = gradients of its two halves, state and dstate carried across."""
+    depth = CELLS[cell].min_depth + 1
+    rng = numpy.random.default_rng(5)
+    net = Network(cell, depth, 3, 4, 5, CellHParams(bias_scale=0.3), rng, xp=xp, dtype=numpy.float64)
+    x = xp.asarray(rng.normal(size=(6, 2, 3)))
+    target = xp.asarray(rng.normal(size=(6, 2, 4)))
+    loss = SquaredError()
+    whole = net.forward(x)
+    _, dout = loss(whole.out, target)
+    whole_grads = net.backward(whole.tape, dout).grads
+
+    first = net.forward(x[:3])
+    second = net.forward(x[3:], state0=first.state)
+    numpy.testing.assert_allclose(to_numpy(xp.concatenate([first.out, second.out])), to_numpy(whole.out),
+                                  rtol=1e-12, atol=1e-14)
+    back2 = net.backward(second.tape, dout[3:])
+    back1 = net.backward(first.tape, dout[:3], dstate=back2.dstate0)
+    for name in net.params:
+        summed = back1.grads[name] + back2.grads[name]   # window 2 used a passed-in state: its h0 grad is 0
+        numpy.testing.assert_allclose(to_numpy(summed), to_numpy(whole_grads[name]), rtol=1e-10, atol=1e-13,
+                                      err_msg=name)
+
+
+def test_passed_in_state_is_honoured_and_learned_state_gets_no_gradient():
+    rng = numpy.random.default_rng(2)
+    net = Network("lstm", 2, 3, 2, 4, rng=rng, dtype=numpy.float64)
+    x = rng.normal(size=(3, 2, 3))
+    state0 = [(rng.normal(size=(2, 4)), rng.normal(size=(2, 4))) for _ in range(2)]
+    learned, passed = net.forward(x), net.forward(x, state0)
+    assert not numpy.allclose(learned.out, passed.out)
+    result = net.loss_and_grads(x, numpy.zeros((3, 2), dtype=int), loss=SoftmaxCrossEntropy(), state0=state0)
+    assert not result.grads["layer0.h0"].any() and not result.grads["layer1.c0"].any()
+    assert all(numpy.abs(d).sum() > 0 for layer in result.dstate0 for d in layer)
+
+
+def test_losses_known_values():
+    out = numpy.zeros((1, 2, 4))                                            # uniform softmax over 4
+    value, dout = SoftmaxCrossEntropy()(out, numpy.array([[0, 3]]))
+    assert math.isclose(float(value), math.log(4))
+    numpy.testing.assert_allclose(dout[0, 0], [-0.375, 0.125, 0.125, 0.125])   # (p - onehot) / 2 positions
+    value, _ = MultiSoftmaxCrossEntropy(heads=2)(out, numpy.zeros((1, 2, 2), dtype=int))
+    assert math.isclose(float(value), math.log(2))
+    value, dout = SquaredError()(numpy.ones((1, 2, 3)), numpy.zeros((1, 2, 3)), numpy.array([[1.0, 0.0]]))
+    assert float(value) == 3.0 and dout[0, 1].sum() == 0 and dout[0, 0].tolist() == [2.0, 2.0, 2.0]
+
+
+def test_a_mask_with_no_step_is_an_error():
+    with pytest.raises(RnncapError, match="selects no step"):
+        SoftmaxCrossEntropy()(numpy.zeros((2, 1, 3)), numpy.zeros((2, 1), dtype=int), numpy.zeros((2, 1)))
+
+
+def test_wrong_input_shape_is_an_error():
+    net = Network("gru", 1, 3, 2, 4, rng=0)
+    with pytest.raises(RnncapError, match=r"shape \(T, B, 3\)"):
+        net.forward(numpy.zeros((5, 2, 4)))
+
+
+def test_cupy_forward_matches_numpy(cupy):
+    """The same parameters give the same outputs on both backends (float64)."""
+    for cell in sorted(CELLS):
+        depth = CELLS[cell].min_depth
+        ref = Network(cell, depth, 3, 2, 5, CellHParams(bias_scale=0.5), 4, dtype=numpy.float64)
+        other = ref.astype(numpy.float64, xp=cupy)
+        x = numpy.random.default_rng(0).normal(size=(4, 3, 3))
+        numpy.testing.assert_allclose(to_numpy(other.forward(cupy.asarray(x)).out), ref.forward(x).out,
+                                      rtol=1e-12, atol=1e-12)
