@@ -203,11 +203,13 @@ class Network:
         out = dense_forward(h, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
         return Forward(out, states, _Tape(x, tapes, h, learned))
 
-    def backward(self, tape: _Tape, dout, dstate: list | None = None) -> Backward:
+    def backward(self, tape: _Tape, dout, dstate: list | None = None, input_grad: bool = True) -> Backward:
         """Gradients of a loss whose gradient at the readout is ``dout`` (T, B, n_out).
 
         ``dstate`` (optional, one tuple per layer) is the gradient reaching the
-        final states from outside the sequence.
+        final states from outside the sequence. With ``input_grad=False`` the
+        gradient of the input is not computed (``Backward.dx`` is None), which
+        saves a GEMM when training.
         """
         xp = array_module(dout)
         grads = {}
@@ -219,7 +221,8 @@ class Network:
             B = layer_tape.x.shape[1]
             d_final = dstate[k] if dstate is not None else tuple(
                 xp.zeros((B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
-            dh, dstate0[k], layer_grads = layer_backward(self.cell, p, layer_tape, dh, tuple(d_final))
+            needs_dx = k > 0 or input_grad or self.cell.carries_input
+            dh, dstate0[k], layer_grads = layer_backward(self.cell, p, layer_tape, dh, tuple(d_final), needs_dx)
             for name, g in layer_grads.items():
                 grads[f"layer{k}.{name}"] = g
             for name, d0 in zip(self.cell.state_names, dstate0[k]):
@@ -231,12 +234,13 @@ class Network:
             dx = dh
         return Backward({name: grads[name] for name in self.params}, dx, dstate0)
 
-    def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None) -> LossAndGrads:
+    def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,
+                       input_grad: bool = True) -> LossAndGrads:
         """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward."""
         loss = loss or SoftmaxCrossEntropy()
         fwd = self.forward(x, state0)
         value, dout = loss(fwd.out, target, mask)
-        bwd = self.backward(fwd.tape, dout)
+        bwd = self.backward(fwd.tape, dout, input_grad=input_grad)
         return LossAndGrads(float(value), bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
 
     def astype(self, dtype, xp=None) -> "Network":

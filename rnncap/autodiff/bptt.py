@@ -41,25 +41,28 @@ def layer_forward(cell, p: dict, x, state0: tuple):
     return ys, state, LayerTape(x, caches)
 
 
-def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple):
+def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_grad: bool = True):
     """Backpropagate through one layer, from the last step to the first.
 
     ``dys`` (T, B, N) is dLoss/dys from above; ``dstate_T`` the gradient of the
     final state (zeros unless a later window of truncated BPTT used it).
     Returns ``(dx, dstate_0, grads)`` with ``grads`` keyed like ``p`` (without
-    the initial states, whose gradient the caller derives from ``dstate_0``).
+    the initial states, whose gradient the caller derives from ``dstate_0``);
+    ``dx`` is None when ``input_grad`` is False (the network's raw input).
     """
     xp = array_module(dys)
     x, caches = tape
     T, B, n_in = x.shape
     dxw = xp.empty((T, B, p["b"].shape[0]), dtype=dys.dtype)               # (T, B, G*N)
-    dx = xp.zeros_like(x)                                                   # (T, B, n_in)
+    dx_direct = None                                                        # (T, B, n_in), +RNN only
     grads = {}
     dstate = dstate_T
     for t in reversed(range(T)):
         dx_t, dxw[t], dstate, step_grads = cell.step_backward(p, dys[t], dstate, caches[t])
         if dx_t is not None:                                                # a direct path x_t -> y_t (+RNN)
-            dx[t] += dx_t
+            if dx_direct is None:
+                dx_direct = xp.zeros_like(x)
+            dx_direct[t] = dx_t
         for name, g in step_grads.items():
             if name in grads:
                 grads[name] += g
@@ -68,5 +71,9 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple):
     dxw_2d = dxw.reshape(T * B, -1)                                         # (T*B, G*N)
     grads["W_x"] = x.reshape(T * B, n_in).T @ dxw_2d                        # all steps, one GEMM  (n_in, G*N)
     grads["b"] = dxw_2d.sum(axis=0)                                         # (G*N,)
-    dx += (dxw_2d @ p["W_x"].T).reshape(T, B, n_in)                         # (T, B, n_in)
+    dx = None
+    if input_grad:
+        dx = (dxw_2d @ p["W_x"].T).reshape(T, B, n_in)                      # all steps, one GEMM  (T, B, n_in)
+        if dx_direct is not None:
+            dx += dx_direct
     return dx, dstate, grads
