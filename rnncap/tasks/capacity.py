@@ -1,0 +1,115 @@
+"""The per-parameter capacity task: memorise random labels of random binary inputs.
+
+Drawn once from ``seed``: ``b`` binary input vectors ``X ∈ {0,1}^(b × n_in)``
+and ``b`` binary labels ``Y ∈ {0,1}^b``. Each input is presented at step 1
+(zeros at steps 2..T) and its label is read, through a softmax over 2
+classes, at step ``T`` (``unroll``, 5 by default as in the paper's headline
+figure). The network is trained with cross-entropy on the ``b`` samples
+themselves, and scored not by the loss but by how many bits of the labels it
+stores (the paper's eqs. 21-22):
+
+    I = b (1 - H2(p)),    H2(p) = -p log2 p - (1 - p) log2 (1 - p)
+
+where ``p`` is the fraction of the ``b`` samples classified correctly. A
+classifier that is wrong on purpose stores as much as one that is right, so
+``I`` is symmetric about ``p = 1/2``. Bits per parameter = ``I`` / parameters.
+
+``n_in`` (32 by default; ours, the paper does not say) is large enough that the
+``b`` inputs are almost surely distinct (``2^32 ≫ b``) and small enough to
+leave parameters for the recurrence at small budgets.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy
+
+from rnncap.autodiff.losses import SoftmaxCrossEntropy
+from rnncap.backend import TRAIN_DTYPE, to_numpy
+from rnncap.errors import RnncapError
+from rnncap.tasks.base import Batch, Task
+
+
+def binary_entropy(p: float) -> float:
+    """H2(p) in bits, with 0 log 0 = 0."""
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -(p * math.log2(p) + (1.0 - p) * math.log2(1.0 - p))
+
+
+def mutual_information_bits(b: int, p: float) -> float:
+    """Bits stored about ``b`` random binary labels by a classifier with accuracy ``p`` (eq. 21-22)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"accuracy must be in [0, 1], got {p}")
+    return b * (1.0 - binary_entropy(p))
+
+
+def bits_per_parameter(bits: float, n_params: int) -> float:
+    return bits / n_params
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    n_samples: int = 3000         # b (`rnncap capacity` searches over it)
+    n_in: int = 32
+    unroll: int = 5               # T
+    seed: int = 0                 # the dataset's seed
+    batch_size: int | None = None  # None: every step sees all b samples
+
+    def __post_init__(self):
+        if self.n_samples < 1:
+            raise RnncapError(f"the number of samples b must be >= 1, got {self.n_samples}")
+        if self.n_in < 1:
+            raise RnncapError(f"n_in must be >= 1, got {self.n_in}")
+        if self.unroll < 1:
+            raise RnncapError(f"--unroll must be >= 1 (the label is read at step T), got {self.unroll}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise RnncapError(f"batch size must be >= 1, got {self.batch_size}")
+
+
+class CapacityTask(Task):
+    name = "capacity"
+    objective = "bits"
+    direction = "max"
+    select_best = True                # any parameters reached during training store those bits
+    fixed_dataset = True
+
+    def __init__(self, config: CapacityConfig, xp=numpy, dtype=TRAIN_DTYPE):
+        super().__init__(xp, dtype)
+        self.config = config
+        self.n_in, self.n_out = config.n_in, 2
+        self.loss = SoftmaxCrossEntropy()
+        b, T = config.n_samples, config.unroll
+        data_rng = numpy.random.default_rng(config.seed)
+        inputs = data_rng.integers(0, 2, size=(b, config.n_in))              # (b, n_in)
+        self.labels = data_rng.integers(0, 2, size=b)                         # (b,)
+        x = numpy.zeros((T, b, config.n_in))
+        x[0] = inputs                                                         # presented at step 1 only
+        target = numpy.zeros((T, b), dtype=numpy.int64)
+        target[T - 1] = self.labels                                           # read at step T
+        mask = numpy.zeros((T, b))
+        mask[T - 1] = 1.0
+        self.x, self.target, self.mask = self.to_device(x), self.xp.asarray(target), self.to_device(mask)
+
+    def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
+        size = self.config.batch_size
+        if size is None or size >= self.config.n_samples:
+            return Batch(self.x, self.target, self.mask)
+        rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))
+        return Batch(self.x[:, rows], self.target[:, rows], self.mask[:, rows])
+
+    def evaluate(self, net) -> dict:
+        out = net.forward(self.x).out                                         # (T, b, 2)
+        predicted = to_numpy(out[-1].argmax(axis=1))                          # label read at step T
+        p = float((predicted == self.labels).mean())
+        bits = mutual_information_bits(self.config.n_samples, p)
+        loss, _ = self.loss(out, self.target, self.mask)
+        return {"accuracy": p, "bits": bits, "bits_per_parameter": bits / net.n_params,
+                "loss": float(loss), "b": self.config.n_samples}
+
+    def describe(self) -> dict:
+        c = self.config
+        return {"task": self.name, "n_in": c.n_in, "n_out": 2, "T": c.unroll, "b": c.n_samples,
+                "loss": "softmax over 2 classes at step T", "metric": "bits = b (1 - H2(accuracy))"}

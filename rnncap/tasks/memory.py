@@ -1,0 +1,82 @@
+"""The per-unit capacity task: remember a real vector seen once.
+
+A fresh input ``u ~ N(0, I_{n_in})`` (``n_in`` = 64 in the paper) is presented
+at step 1 (zeros afterwards), and the linear readout must reconstruct it at
+step ``T`` (5 by default; ours) under a squared-error loss. Every batch holds
+new samples, so this measures how much of its input history the state keeps,
+not memorisation.
+
+Metric: the normalised error ``E‖û - u‖² / E‖u‖²`` on a fixed set of fresh
+samples. The paper's finding is that every cell, depth and size reconstructs
+the input iff the units per layer ``n_h ≥ n_in``; below that the best a network
+can do is keep an ``n_h``-dimensional subspace, whose normalised error for
+i.i.d. inputs is ``max(0, 1 - n_h / n_in)`` (the reference curve).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+
+from rnncap.autodiff.losses import SquaredError
+from rnncap.backend import TRAIN_DTYPE
+from rnncap.errors import RnncapError
+from rnncap.tasks.base import Batch, Task
+
+
+def reference_error(n_h: int, n_in: int) -> float:
+    """Normalised error of the best ``n_h``-dimensional linear reconstruction of i.i.d. inputs."""
+    return max(0.0, 1.0 - n_h / n_in)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    n_in: int = 64
+    unroll: int = 5
+    batch_size: int = 256
+    eval_samples: int = 4096
+    seed: int = 0                     # the evaluation set's seed
+
+    def __post_init__(self):
+        for name in ("n_in", "unroll", "batch_size", "eval_samples"):
+            if getattr(self, name) < 1:
+                raise RnncapError(f"memory task: {name} must be >= 1, got {getattr(self, name)}")
+
+
+class MemoryTask(Task):
+    name = "memory"
+    objective = "error"
+    direction = "min"
+
+    def __init__(self, config: MemoryConfig = MemoryConfig(), xp=numpy, dtype=TRAIN_DTYPE):
+        super().__init__(xp, dtype)
+        self.config = config
+        self.n_in = self.n_out = config.n_in
+        self.loss = SquaredError()
+        self.eval_batch = self._make_batch(numpy.random.default_rng([config.seed, 1]), config.eval_samples)
+
+    def _make_batch(self, rng: numpy.random.Generator, size: int) -> Batch:
+        T, n = self.config.unroll, self.config.n_in
+        u = rng.normal(size=(size, n))                                        # (B, n_in)
+        x = numpy.zeros((T, size, n))
+        x[0] = u                                                              # shown at step 1
+        target = numpy.zeros((T, size, n))
+        target[T - 1] = u                                                     # recalled at step T
+        mask = numpy.zeros((T, size))
+        mask[T - 1] = 1.0
+        return Batch(self.to_device(x), self.to_device(target), self.to_device(mask))
+
+    def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
+        return self._make_batch(rng, self.config.batch_size)
+
+    def evaluate(self, net) -> dict:
+        recalled = net.forward(self.eval_batch.x).out[-1]                     # (B, n_in)
+        u = self.eval_batch.target[-1]
+        error = float(((recalled - u) ** 2).sum() / (u * u).sum())
+        return {"error": error, "reference": reference_error(net.n_h, self.n_in), "n_h": net.n_h}
+
+    def describe(self) -> dict:
+        c = self.config
+        return {"task": self.name, "n_in": c.n_in, "n_out": c.n_in, "T": c.unroll, "batch": c.batch_size,
+                "loss": "squared error at step T", "metric": "E|u_hat - u|^2 / E|u|^2 on fresh samples"}
