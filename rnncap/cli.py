@@ -1,9 +1,10 @@
 """The ``rnncap`` command line: thin Typer commands over the library.
 
 Every command that produces results takes ``--json`` and then prints exactly
-one JSON object on stdout. A mistake the user can fix (an unknown cell, a
-budget too small, ``--device gpu`` without CuPy) prints one line on stderr and
-exits with status 2; exit status 1 means a check ran and failed.
+one JSON object on stdout. Exit status: 0 success; 1 a check ran and failed
+(``gradcheck``); 2 a mistake the user can fix (an unknown cell, a budget too
+small, ``--device gpu`` without CuPy), reported in one line on stderr; 3 a
+training run diverged and is reported as infeasible (``train``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rnncap.errors import RnncapError
 
 EXIT_CHECK_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_INFEASIBLE = 3
 
 
 class _Group(typer.core.TyperGroup):
@@ -65,6 +67,11 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on std
 Device = Annotated[Optional[str], typer.Option(
     "--device", help="cpu or gpu (CuPy). Default: $RNNCAP_DEVICE, else cpu.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
+Budget = Annotated[Optional[int], typer.Option("--budget", "-p", help="Maximum number of parameters; "
+                                                "the units per layer follow from it (equal-parameters rule).")]
+Units = Annotated[Optional[int], typer.Option("--units", "-n", help="Units per layer (instead of --budget).")]
+TimeLimit = Annotated[Optional[float], typer.Option("--time-limit", help="Stop after this many seconds "
+                                                    "(finished work is kept and reported).")]
 
 
 def print_json(obj) -> None:
@@ -200,6 +207,191 @@ def gradcheck(
                             f"{report['redraws']} redraw(s) to avoid a ReLU kink")
     if not passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def _parse_options(options: list[str]) -> dict:
+    """``["n_samples=3000", "unroll=5"]`` -> ``{"n_samples": 3000, "unroll": 5}``."""
+    parsed = {}
+    for item in options:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RnncapError(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            parsed[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key.strip().replace("-", "_")] = raw
+    return parsed
+
+
+def _units(cell: str, depth: int, n_in: int, n_out: int, budget: int | None, units: int | None) -> int:
+    from rnncap.network import units_for_budget
+
+    if (budget is None) == (units is None):
+        raise RnncapError("give exactly one of --budget and --units")
+    if units is not None:
+        if units < 1:
+            raise RnncapError(f"--units must be >= 1, got {units}")
+        return units
+    return units_for_budget(cell, depth, n_in, n_out, budget)
+
+
+def _elapsed(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+@app.command()
+def train(
+    cell: Cell,
+    task: Annotated[str, typer.Option("--task", "-t", help="Task: see `rnncap tasks`.")] = "capacity",
+    depth: Depth = 1,
+    budget: Budget = None,
+    units: Units = None,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="A task option KEY=VALUE, e.g. "
+                                              "-o n_samples=3000 -o unroll=5 (see `rnncap tasks`).")] = [],
+    optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd (with momentum) or lbfgs (full batch).")] = "adam",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-2,
+    lr_decay: Annotated[float, typer.Option(help="Factor the learning rate has fallen by at the last step.")] = 1.0,
+    momentum: Annotated[float, typer.Option(help="Momentum (sgd).")] = 0.9,
+    clip: Annotated[float, typer.Option(help="Clip the gradients' global norm to this (0: no clipping).")] = 10.0,
+    l2: Annotated[float, typer.Option(help="L2 penalty on the weight matrices.")] = 0.0,
+    steps: Annotated[int, typer.Option(help="Training steps (L-BFGS: iterations).")] = 1000,
+    eval_every: Annotated[int, typer.Option(help="Evaluate every N steps (0: at the end only).")] = 0,
+    nonlinearity: Annotated[Optional[str], typer.Option("--nonlinearity", "-s", help="tanh or relu.")] = None,
+    b_fg: Annotated[float, typer.Option(help="Constant added to the keep gate (UGRNN, GRU, LSTM, +RNN).")] = 1.0,
+    b_fg_y: Annotated[float, typer.Option(help="+RNN: constant added to the depth gate.")] = 1.0,
+    weight_scale: Annotated[float, typer.Option(help="Initial weights ~ N(0, scale^2 / fan_in).")] = 1.0,
+    bias_scale: Annotated[float, typer.Option(help="Initial biases ~ N(0, scale^2).")] = 0.0,
+    seed: Seed = 0,
+    checkpoint: Annotated[Optional[str], typer.Option(help="Save a checkpoint to this file as training goes.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in --checkpoint.")] = False,
+    time_limit: TimeLimit = None,
+    device: Device = None,
+    json_output: Json = False,
+):
+    """Train one network on one task and print the task's metrics.
+
+    Exit status 3 if the run diverged (reported as infeasible, as the paper counts them).
+    """
+    from rnncap.cells import canonical_cell_name
+    from rnncap.progress import wanted
+    from rnncap.tasks import make_task
+    from rnncap.trial import make_trial, run_trial
+
+    cell = canonical_cell_name(cell)
+    options = _parse_options(option)
+    shape = make_task(task, options)                                         # validates the options
+    n_h = _units(cell, depth, shape.n_in, shape.n_out, budget, units)
+    hparams = {"optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "momentum": momentum,
+               "clip": clip or None, "l2": l2, "steps": steps, "eval_every": eval_every,
+               "nonlinearity": nonlinearity, "b_fg": b_fg, "b_fg_y": b_fg_y, "weight_scale": weight_scale,
+               "bias_scale": bias_scale}
+    trial = make_trial(task, options, cell, depth, n_h, hparams, seed=seed)
+    outcome = run_trial(trial, device=device, progress=wanted(json_output), time_limit=time_limit,
+                        checkpoint_path=checkpoint, resume=resume)
+    result = {"trial": trial, **{k: v for k, v in outcome.items() if k != "history"},
+              "history": outcome["history"]}
+    if json_output:
+        print_json(result)
+    else:
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in outcome["metrics"].items())
+        typer.echo(f"{task} | {cell} depth {depth}, {n_h} units, {outcome['params']} parameters | "
+                   f"{outcome['status']} after {outcome['steps']} steps in {_elapsed(outcome['wall_time'])}")
+        typer.echo(f"  {metrics}" if metrics else f"  {outcome['reason']}")
+    if outcome["status"] == "infeasible":
+        raise typer.Exit(EXIT_INFEASIBLE)
+
+
+@app.command()
+def capacity(
+    cell: Cell,
+    depth: Depth = 1,
+    budget: Annotated[int, typer.Option("--budget", "-p", help="Maximum number of parameters.")] = 1000,
+    n_in: Annotated[int, typer.Option("--n-in", help="Input bits per sample.")] = 32,
+    unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to label.")] = 5,
+    trials: Annotated[int, typer.Option("--trials", "-k", help="Training runs in all.")] = 12,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 3000,
+    optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd or lbfgs.")] = "adam",
+    time_limit: TimeLimit = None,
+    seed: Seed = 0,
+    device: Device = None,
+    json_output: Json = False,
+):
+    """Per-parameter capacity: the most bits a network of --budget parameters memorises.
+
+    Searches the number of samples b and a few hyperparameters (see rnncap/measure.py),
+    and prints bits stored, b, accuracy, parameters and bits per parameter.
+    """
+    from rnncap.measure import measure_capacity
+    from rnncap.progress import wanted
+
+    if unroll < 1:
+        raise RnncapError(f"--unroll must be >= 1, got {unroll}")
+    if trials < 1 or steps < 1:
+        raise RnncapError("--trials and --steps must be >= 1")
+    result = measure_capacity(cell, depth, budget, n_in=n_in, unroll=unroll, trials=trials, steps=steps,
+                              optimizer=optimizer, time_limit=time_limit, seed=seed, device=device,
+                              progress=wanted(json_output))
+    if json_output:
+        print_json(result)
+        return
+    rows = [[r["b"], f"{r['multiple']:.2f}", r["status"], "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+             f"{r['bits']:.0f}", f"{r['bits'] / result['params']:.3f}",
+             ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["hparams"].items()
+                       if k in ("lr", "b_fg", "weight_scale", "nonlinearity"))] for r in result["runs"]]
+    print_table(f"capacity: {result['cell']} depth {depth}, {result['n_h']} units, {result['params']} parameters",
+                ["b", "b/P", "status", "accuracy", "bits", "bits/param", "hyperparameters"], rows)
+    best = result["best"]
+    if best is None:
+        typer.echo("no trial finished within the time limit")
+        return
+    typer.echo(f"best: {best['bits']:.0f} bits stored with b = {best['b']} samples at accuracy "
+               f"{best['accuracy']:.4f}; {result['params']} parameters -> {best['bits_per_parameter']:.3f} "
+               f"bits per parameter ({result['trials']} trials, {_elapsed(result['wall_time'])})")
+
+
+@app.command()
+def memory(
+    cell: Cell,
+    depth: Depth = 1,
+    n_in: Annotated[int, typer.Option("--n-in", help="Size of the input to remember.")] = 64,
+    units: Annotated[str, typer.Option("--units", "-n", help="Comma-separated units per layer to try.")] = "",
+    unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to recall.")] = 5,
+    trials: Annotated[int, typer.Option("--trials", "-k", help="Most training runs per unit count.")] = 4,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 4000,
+    time_limit: TimeLimit = None,
+    seed: Seed = 0,
+    device: Device = None,
+    json_output: Json = False,
+):
+    """Per-unit capacity: how well the state recalls an input seen once, against units per layer.
+
+    Prints the normalised error next to the reference max(0, 1 - n_h/n_in).
+    Default units: n_in/4, n_in/2, 3n_in/4, n_in, 3n_in/2.
+    """
+    from rnncap.measure import measure_memory
+    from rnncap.progress import wanted
+
+    if n_in < 1 or unroll < 1 or trials < 1 or steps < 1:
+        raise RnncapError("--n-in, --unroll, --trials and --steps must be >= 1")
+    try:
+        unit_list = [int(u) for u in units.split(",") if u.strip()] if units else \
+            sorted({max(1, n_in * k // 4) for k in (1, 2, 3, 4, 6)})
+    except ValueError:
+        raise RnncapError(f"--units takes comma-separated whole numbers, got {units!r}") from None
+    if any(u < 1 for u in unit_list):
+        raise RnncapError(f"--units must all be >= 1, got {units!r}")
+    result = measure_memory(cell, depth, n_in, unit_list, unroll=unroll, trials=trials, steps=steps,
+                            time_limit=time_limit, seed=seed, device=device, progress=wanted(json_output))
+    if json_output:
+        print_json(result)
+        return
+    rows = [[r["n_h"], r["params"], "-" if r["error"] is None else f"{r['error']:.4f}", f"{r['reference']:.4f}",
+             "-" if r["gap"] is None else f"{r['gap']:+.4f}"] for r in result["rows"]]
+    print_table(f"memory: {result['cell']} depth {depth}, n_in {n_in}, recall after {unroll} steps",
+                ["n_h", "params", "error", "reference", "error - reference"], rows,
+                caption=f"{_elapsed(result['wall_time'])}")
 
 
 def main() -> None:

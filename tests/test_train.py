@@ -1,0 +1,264 @@
+"""Training: optimisers, divergence, checkpoints, determinism, and the two capacity measurements."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy
+import pytest
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from rnncap.cli import app
+from rnncap.errors import RnncapError
+from rnncap.measure import measure_capacity, measure_memory
+from rnncap.network import Network
+from rnncap.optim import SGD, Adam, RMSProp, add_l2, clip_by_global_norm, global_norm, learning_rate
+from rnncap.tasks.capacity import CapacityConfig, CapacityTask, binary_entropy, mutual_information_bits
+from rnncap.tasks.memory import MemoryConfig, MemoryTask
+from rnncap.train import TrainConfig, train
+from rnncap.trial import make_trial, run_trial, split_hparams, trial_key
+
+runner = CliRunner()
+
+# mutual information ------------------------------------------------------------------------
+
+probabilities = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@settings(max_examples=examples(200))
+@given(b=st.integers(1, 10**6), p=probabilities)
+def test_mutual_information_properties(b, p):
+    bits = mutual_information_bits(b, p)
+    assert 0.0 <= bits <= b + 1e-9                                       # never negative, at most b
+    assert math.isclose(bits, mutual_information_bits(b, 1.0 - p), rel_tol=1e-9, abs_tol=1e-9)  # symmetric
+
+
+@settings(max_examples=examples(200))
+@given(b=st.integers(1, 10**6), p=st.floats(0.5, 1.0), q=st.floats(0.5, 1.0))
+def test_mutual_information_increases_on_the_upper_half(b, p, q):
+    low, high = sorted((p, q))
+    assert mutual_information_bits(b, low) <= mutual_information_bits(b, high) + 1e-9
+
+
+@pytest.mark.parametrize("b,p,expected", [
+    (100, 0.5, 0.0), (100, 1.0, 100.0), (100, 0.0, 100.0),
+    (8, 0.75, 8 * (1 + 0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))),
+    (1000, 0.9, 1000 * (1 + 0.9 * math.log2(0.9) + 0.1 * math.log2(0.1))),
+])
+def test_mutual_information_exact_values(b, p, expected):
+    assert math.isclose(mutual_information_bits(b, p), expected, rel_tol=1e-12, abs_tol=1e-12)
+    assert binary_entropy(0.5) == 1.0
+
+
+def test_mutual_information_rejects_an_impossible_accuracy():
+    with pytest.raises(ValueError):
+        mutual_information_bits(10, 1.5)
+
+
+# optimisers --------------------------------------------------------------------------------
+
+def _one_param(value=1.0):
+    return {"w": numpy.array([value])}, {"w": numpy.array([0.5])}
+
+
+def test_sgd_momentum_update_by_hand():
+    params, grads = _one_param()
+    opt = SGD(momentum=0.9)
+    state = opt.init(params)
+    opt.update(params, grads, state, lr=0.1)                              # v = -0.05
+    opt.update(params, grads, state, lr=0.1)                              # v = 0.9 * -0.05 - 0.05
+    assert math.isclose(params["w"][0], 1.0 - 0.05 - 0.095)
+
+
+def test_rmsprop_update_by_hand():
+    params, grads = _one_param()
+    opt = RMSProp(rho=0.9, eps=0.0)
+    state = opt.init(params)
+    opt.update(params, grads, state, lr=0.1)                              # s = 0.1 * 0.25
+    assert math.isclose(params["w"][0], 1.0 - 0.1 * 0.5 / math.sqrt(0.025))
+
+
+def test_adam_first_step_moves_by_lr():
+    params, grads = _one_param()
+    opt = Adam(eps=0.0)
+    state = opt.init(params)
+    opt.update(params, grads, state, lr=0.01)                             # bias-corrected m/sqrt(v) = 1
+    assert math.isclose(params["w"][0], 1.0 - 0.01)
+    assert int(state["t"]) == 1
+
+
+def test_clipping_l2_and_decay():
+    grads = {"a": numpy.array([3.0]), "b": numpy.array([4.0])}
+    assert clip_by_global_norm(grads, 1.0) == 5.0
+    assert math.isclose(global_norm(grads), 1.0) and math.isclose(grads["a"][0] / grads["b"][0], 0.75)
+    params = {"layer0.W_h": numpy.array([2.0]), "layer0.b": numpy.array([3.0])}
+    grads = {"layer0.W_h": numpy.array([0.0]), "layer0.b": numpy.array([0.0])}
+    assert add_l2(params, grads, 0.5) == 0.5 * 0.5 * 4.0                  # biases are not penalised
+    assert grads["layer0.W_h"][0] == 1.0 and grads["layer0.b"][0] == 0.0
+    assert learning_rate(1.0, 0.01, 0, 100) == 1.0 and math.isclose(learning_rate(1.0, 0.01, 100, 100), 0.01)
+
+
+@pytest.mark.parametrize("bad", [dict(lr=0.0), dict(lr_decay=0.0), dict(steps=0), dict(optimizer="adagrad"),
+                                 dict(clip=-1.0), dict(l2=-1.0), dict(momentum=1.0)])
+def test_bad_training_config_is_refused(bad):
+    with pytest.raises(RnncapError):
+        TrainConfig(**bad)
+
+
+def test_hparams_split_and_unknown_names():
+    cell_hp, config = split_hparams({"lr": 0.1, "b_fg": 2.0, "steps": 7}, seed=3)
+    assert cell_hp.b_fg == 2.0 and config.lr == 0.1 and config.steps == 7 and config.seed == 3
+    with pytest.raises(RnncapError, match="unknown hyperparameter"):
+        split_hparams({"learning_rate": 0.1})
+
+
+# training ----------------------------------------------------------------------------------
+
+def _tiny_capacity(b=24, **config):
+    return CapacityTask(CapacityConfig(n_samples=b, n_in=8, unroll=3, seed=1, **config))
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 3e-2), ("rmsprop", 1e-2), ("sgd", 0.3), ("lbfgs", 1.0)])
+def test_tiny_network_memorises_tiny_dataset(optimizer, lr):
+    task = _tiny_capacity()
+    net = Network("gru", 1, 8, 2, 8, rng=0)
+    result = train(net, task, TrainConfig(optimizer=optimizer, lr=lr, steps=400))
+    assert result.status == "done"
+    assert result.metrics["accuracy"] == 1.0 and result.metrics["bits"] == 24.0
+
+
+def test_absurd_learning_rate_is_infeasible_not_an_exception():
+    net = Network("rnn", 1, 8, 2, 8, rng=0)
+    result = train(net, _tiny_capacity(), TrainConfig(lr=1e4, steps=200, clip=None))
+    assert result.status == "infeasible" and result.metrics == {}
+    assert "exceeded" in result.reason or "became" in result.reason
+
+
+def test_same_seed_same_run_bit_for_bit():
+    runs = []
+    for _ in range(2):
+        trial = make_trial("capacity", {"n_samples": 40, "n_in": 8, "unroll": 3}, "lstm", 2, 5,
+                           {"steps": 60, "lr": 0.02, "eval_every": 20}, seed=7)
+        runs.append(run_trial(trial))
+    assert runs[0]["history"] == runs[1]["history"] and runs[0]["loss"] == runs[1]["loss"]
+    assert trial_key(trial) == trial_key(json.loads(json.dumps(trial)))
+
+
+class _Killed(Exception):
+    """Stands for the process dying mid-step."""
+
+
+@pytest.mark.parametrize("task_name", ["capacity", "memory"])
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, monkeypatch, task_name):
+    options = {"n_samples": 50, "n_in": 6, "unroll": 3} if task_name == "capacity" else {"n_in": 6, "batch_size": 16}
+    trial = make_trial(task_name, options, "ugrnn", 2, 5, {"steps": 90, "lr": 0.02, "eval_every": 30,
+                                                           "checkpoint_every": 20}, seed=1)
+    whole = run_trial(trial)
+
+    # stopped by a time limit after one step, then resumed
+    stopped = tmp_path / "stopped.npz"
+    assert run_trial(trial, checkpoint_path=stopped, time_limit=0.0)["steps"] == 1
+    assert run_trial(trial, checkpoint_path=stopped, resume=True)["history"] == whole["history"]
+
+    # killed in step 47: the last checkpoint is step 40, and steps 41-47 are redone
+    killed = tmp_path / "killed.npz"
+    import rnncap.train as train_module
+    calls = {"n": 0}
+    real_clip = train_module.clip_by_global_norm
+
+    def clip_then_die(*args):
+        calls["n"] += 1
+        if calls["n"] == 47:
+            raise _Killed
+        return real_clip(*args)
+
+    monkeypatch.setattr(train_module, "clip_by_global_norm", clip_then_die)
+    with pytest.raises(_Killed):
+        run_trial(trial, checkpoint_path=killed)
+    monkeypatch.setattr(train_module, "clip_by_global_norm", real_clip)
+    resumed = run_trial(trial, checkpoint_path=killed, resume=True)
+    assert resumed["history"] == whole["history"]
+    assert resumed["loss"] == whole["loss"] and resumed["metrics"] == whole["metrics"]
+
+
+def test_unreadable_and_foreign_checkpoints_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a checkpoint")
+    trial = make_trial("capacity", {"n_samples": 20, "n_in": 4}, "rnn", 1, 3, {"steps": 5}, seed=0)
+    with pytest.raises(RnncapError, match="cannot read checkpoint"):
+        run_trial(trial, checkpoint_path=bad, resume=True)
+    good = tmp_path / "good.npz"
+    run_trial(trial, checkpoint_path=good)
+    with pytest.raises(RnncapError, match="exists: pass --resume"):
+        run_trial(trial, checkpoint_path=good)
+    other = {**trial, "hparams": {"steps": 6}}
+    with pytest.raises(RnncapError, match="different run"):
+        run_trial(other, checkpoint_path=good, resume=True)
+
+
+# the two measurements ----------------------------------------------------------------------
+
+def test_memory_task_reaches_the_reference_curve():
+    """n_in = 8: every n_h within 0.05 of max(0, 1 - n_h / 8)."""
+    result = measure_memory("gru", 1, 8, [2, 4, 8, 12], trials=3, steps=1500)
+    for row in result["rows"]:
+        assert abs(row["error"] - row["reference"]) < 0.05, row
+
+
+def test_memory_task_metric_on_a_perfect_and_a_silent_network():
+    task = MemoryTask(MemoryConfig(n_in=4, eval_samples=64))
+    net = Network("rnn", 1, 4, 4, 4, rng=0)
+    for k in net.params:
+        net.params[k][...] = 0.0
+    assert math.isclose(task.evaluate(net)["error"], 1.0, rel_tol=1e-6)   # predicts 0: error = E|u|^2 / E|u|^2
+
+
+def test_measure_capacity_searches_b_and_reports_the_best():
+    result = measure_capacity("rnn", 1, 200, n_in=8, unroll=3, trials=5, steps=150)
+    assert result["trials"] == 5 and len({r["b"] for r in result["runs"]}) >= 3
+    best = result["best"]
+    assert best["bits"] == max(r["bits"] for r in result["runs"]) > 0
+    assert math.isclose(best["bits_per_parameter"], best["bits"] / result["params"])
+
+
+# CLI ---------------------------------------------------------------------------------------
+
+def test_cli_train_capacity_json():
+    result = runner.invoke(app, ["train", "--cell", "gru", "--units", "4", "-o", "n_samples=30", "-o", "n_in=6",
+                                 "--steps", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["status"] == "done" and 0.0 <= out["metrics"]["accuracy"] <= 1.0
+
+
+def test_cli_train_infeasible_exits_3():
+    result = runner.invoke(app, ["train", "--cell", "rnn", "--units", "4", "-o", "n_samples=30", "--steps", "100",
+                                 "--lr", "10000", "--clip", "0", "--json"])
+    assert result.exit_code == 3 and json.loads(result.stdout)["status"] == "infeasible"
+
+
+def test_cli_capacity_and_memory_json():
+    out = json.loads(runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "150", "--n-in", "6",
+                                         "--trials", "2", "--steps", "30", "--json"]).stdout)
+    assert out["best"]["bits_per_parameter"] >= 0 and out["trials"] == 2
+    out = json.loads(runner.invoke(app, ["memory", "--cell", "lstm", "--n-in", "4", "--units", "2,4",
+                                         "--trials", "1", "--steps", "50", "--json"]).stdout)
+    assert [r["n_h"] for r in out["rows"]] == [2, 4] and out["rows"][0]["reference"] == 0.5
+
+
+@pytest.mark.parametrize("args,message", [
+    (["capacity", "--cell", "rnn", "--budget", "-5"], "too small"),
+    (["capacity", "--cell", "rnn", "--unroll", "0"], "--unroll must be >= 1"),
+    (["train", "--cell", "rnn", "--units", "4", "--task", "chess"], "unknown task 'chess'"),
+    (["train", "--cell", "rnn", "--units", "4", "-o", "unroll=0"], "--unroll must be >= 1"),
+    (["train", "--cell", "rnn", "--units", "4", "--optimizer", "lbfgs", "--task", "memory"], "L-BFGS needs"),
+    (["memory", "--cell", "rnn", "--units", "4,x"], "comma-separated whole numbers"),
+])
+def test_cli_bad_arguments_are_one_line_errors(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
