@@ -1,0 +1,225 @@
+"""Running a study: ask the strategy for hyperparameters, train, record, repeat.
+
+A study's ``spec`` fixes what all its trials share: the task and its options,
+the cell, depth and units (from the parameter budget), the strategy, the
+seed, and the hyperparameters that are not searched (``fixed``, e.g. the
+number of training steps). Everything else comes from the search space
+(:mod:`rnncap.tune.space`). For the capacity task the space has
+``b_per_param``, which becomes the task's sample count ``b = b_per_param * P``.
+
+The driver is the only writer of the store. With ``workers = K > 1`` it keeps
+K trials running in separate processes (or on a Dask cluster, given a
+scheduler address), handing the strategy the hyperparameters still running
+as ``pending`` so that parallel suggestions differ. Every finished trial is
+committed before the next is started; on resumption, trials left ``running``
+by a dead driver are run again first, and the strategy is fed every finished
+trial, so a resumed study continues the same search.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+import numpy
+
+from rnncap.cells import canonical_cell_name
+from rnncap.errors import RnncapError
+from rnncap.network import count_params, units_for_budget
+from rnncap.progress import ProgressBar
+from rnncap.store import Store
+from rnncap.tasks import make_task
+from rnncap.trial import make_trial, run_trial, trial_key
+from rnncap.tune.gp import make_strategy
+from rnncap.tune.space import samples_for, search_space, split_task_hparams
+
+
+def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, units: int | None = None,
+               strategy: str = "gp", task_options: dict | None = None, fixed: dict | None = None,
+               seed: int = 0) -> dict:
+    """The settings every trial of a study shares (validated; units from the budget)."""
+    cell = canonical_cell_name(cell)
+    task_options = dict(task_options or {})
+    shape = make_task(task, task_options)                                   # validates the options
+    if (budget is None) == (units is None):
+        raise RnncapError("give exactly one of --budget and --units")
+    n_h = units if units is not None else units_for_budget(cell, depth, shape.n_in, shape.n_out, budget)
+    make_strategy(strategy, 1)                                              # validates the name
+    return {"task": task, "task_options": task_options, "cell": cell, "depth": depth, "budget": budget,
+            "n_h": n_h, "params": count_params(cell, depth, shape.n_in, shape.n_out, n_h),
+            "strategy": strategy, "objective": shape.objective, "direction": shape.direction,
+            "fixed": dict(fixed or {}), "seed": seed}
+
+
+def trial_for(spec: dict, hparams: dict) -> dict:
+    """The trial that a study runs for a point of its search space."""
+    trial_hparams, task_hparams = split_task_hparams({**spec["fixed"], **hparams})
+    task_options = dict(spec["task_options"])
+    if "b_per_param" in task_hparams:
+        task_options["n_samples"] = samples_for(task_hparams["b_per_param"], spec["params"])
+    return make_trial(spec["task"], task_options, spec["cell"], spec["depth"], spec["n_h"], trial_hparams,
+                      seed=spec["seed"])
+
+
+def study_space(spec: dict):
+    """The study's search space: the cell's and task's, less what the study holds fixed."""
+    return search_space(spec["cell"], spec["task"], exclude=tuple(spec["fixed"]))
+
+
+def _run_safely(trial: dict, device: str | None) -> dict:
+    """``run_trial``, with an error turned into a ``failed`` outcome (the sweep goes on)."""
+    try:
+        return run_trial(trial, device=device)
+    except Exception as err:  # a bug or a machine fault: record it, do not stop the study
+        return {"status": "failed", "objective": None, "metrics": {}, "reason":
+                f"{type(err).__name__}: {err} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}",
+                "wall_time": None}
+
+
+class _InlineExecutor:
+    """Runs each submitted call at once, in this process (``workers = 1``)."""
+
+    def submit(self, fn, *args) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:
+            future.set_exception(err)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def make_executor(workers: int, scheduler: str | None = None):
+    """Where trials run: here, in a pool of ``workers`` processes, or on a Dask cluster."""
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise RnncapError("--scheduler needs Dask: pip install 'rnncap[dask]'") from None
+        try:
+            return Client(scheduler, timeout=30).get_executor()
+        except OSError as err:
+            raise RnncapError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+    if workers < 1:
+        raise RnncapError(f"--workers must be >= 1, got {workers}")
+    if workers == 1:
+        return _InlineExecutor()
+    import multiprocessing
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")          # one BLAS thread per worker: K workers share K cores
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _signed(value: float, direction: str) -> float:
+    """Strategies minimise: negate an objective that is maximised."""
+    return value if direction == "min" else -value
+
+
+def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int = 1, scheduler: str | None = None,
+              device: str | None = None, progress: bool = False, time_limit: float | None = None) -> dict:
+    """Run study ``name`` until it has ``trials`` finished trials; return :func:`summarize`'s dict."""
+    if trials < 1:
+        raise RnncapError(f"--trials must be >= 1, got {trials}")
+    started = time.perf_counter()
+    spec = store.create_or_open_study(name, spec)
+    space = study_space(spec)
+    strategy = make_strategy(spec["strategy"], space, numpy.random.default_rng([spec["seed"], 7]))
+    rows = store.trials(name)
+    for row in rows:
+        if row["status"] in ("done", "infeasible", "failed"):
+            value = None if row["objective"] is None else _signed(row["objective"], spec["direction"])
+            strategy.observe(row["hparams"], value, feasible=row["status"] == "done")
+    stale = [row for row in rows if row["status"] == "running"]             # left by a dead driver: run again
+    finished = sum(row["status"] != "running" for row in rows)
+    executor = make_executor(workers, scheduler)
+    in_flight: dict[Future, tuple[int, dict]] = {}
+    with ProgressBar(progress, trials, f"{name}") as bar:
+        bar.update(finished, _best_text(store, name, spec))
+        try:
+            while True:
+                out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
+                while not out_of_time and len(in_flight) < max(1, workers) and finished + len(in_flight) < trials:
+                    if stale:
+                        row = stale.pop(0)
+                        number, hparams, trial = row["number"], row["hparams"], row["trial"]
+                        store.restart_trial(name, number)
+                    else:
+                        pending = [h for _, h in in_flight.values()]
+                        number, hparams, trial = _new_trial(store, name, spec, strategy, pending)
+                    in_flight[executor.submit(_run_safely, trial, device)] = (number, hparams)
+                if not in_flight:
+                    break
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    number, hparams = in_flight.pop(future)
+                    outcome = future.result()
+                    store.finish_trial(name, number, outcome["status"], outcome["objective"], outcome["metrics"],
+                                       outcome.get("reason"), outcome["wall_time"])
+                    value = None if outcome["objective"] is None else _signed(outcome["objective"], spec["direction"])
+                    strategy.observe(hparams, value, feasible=outcome["status"] == "done")
+                    finished += 1
+                    bar.update(finished, _best_text(store, name, spec))
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    summary = summarize(store, name)
+    summary["wall_time"] = time.perf_counter() - started
+    return summary
+
+
+def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list) -> tuple[int, dict, dict]:
+    """Ask the strategy for a point no trial of the study has used; record it as running."""
+    taken = {row["key"] for row in store.trials(name)}
+    for _ in range(20):
+        hparams = strategy.suggest_hparams(1, pending=pending)[0]
+        trial = trial_for(spec, hparams)
+        key = trial_key(trial)
+        if key not in taken:
+            number = store.next_number(name)
+            store.start_trial(name, number, key, trial, hparams)
+            return number, hparams, trial
+    raise RnncapError(f"the {spec['strategy']} strategy keeps suggesting trials study {name!r} has run")
+
+
+def _best_text(store: Store, name: str, spec: dict) -> str:
+    done = [r["objective"] for r in store.trials(name, "done")]
+    if not done:
+        return ""
+    best = max(done) if spec["direction"] == "max" else min(done)
+    return f"best {spec['objective']} {best:.4g}"
+
+
+def summarize(store: Store, name: str) -> dict:
+    """A study at a glance: its best trial, the fraction infeasible, and Figure 4's two curves.
+
+    ``curve`` gives, after each trial number i, the best and the median
+    objective over the feasible trials among the first i (None before the
+    first feasible one).
+    """
+    spec = store.study(name)
+    rows = store.trials(name)
+    finished = [r for r in rows if r["status"] != "running"]
+    feasible = [r for r in finished if r["status"] == "done"]
+    pick = max if spec["direction"] == "max" else min
+    best = pick(feasible, key=lambda r: r["objective"]) if feasible else None
+    curve, values = [], []
+    for r in finished:
+        if r["status"] == "done":
+            values.append(r["objective"])
+        curve.append({"trial": r["number"], "best": pick(values) if values else None,
+                      "median": statistics.median(values) if values else None})
+    return {
+        "study": name, "spec": spec, "trials": len(finished), "running": len(rows) - len(finished),
+        "done": len(feasible), "infeasible": sum(r["status"] == "infeasible" for r in finished),
+        "failed": sum(r["status"] == "failed" for r in finished),
+        "infeasible_fraction": (sum(r["status"] == "infeasible" for r in finished) / len(finished)
+                                if finished else math.nan),
+        "best": None if best is None else {k: best[k] for k in ("number", "objective", "hparams", "metrics")},
+        "curve": curve,
+    }

@@ -1,0 +1,143 @@
+"""The study store and the study driver: persistence, kill -9 and resume, workers, summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from rnncap.cli import app
+from rnncap.errors import RnncapError
+from rnncap.store import Store
+from rnncap.tune.study import run_study, study_space, study_spec, summarize, trial_for
+
+runner = CliRunner()
+TINY = {"n_samples": 40, "n_in": 6, "unroll": 3}
+
+
+def tiny_spec(strategy="random", steps=40, cell="gru"):
+    return study_spec("capacity", cell, 1, units=4, strategy=strategy, task_options=TINY, fixed={"steps": steps})
+
+
+def test_a_study_runs_and_is_stored(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        summary = run_study(store, "s", tiny_spec(), 4)
+        rows = store.trials("s")
+    assert summary["trials"] == 4 and [r["number"] for r in rows] == [0, 1, 2, 3]
+    assert all(r["status"] in ("done", "infeasible") for r in rows)
+    assert len({r["key"] for r in rows}) == 4
+    for r in rows:                                                          # b comes from b_per_param
+        b = r["trial"]["task_options"]["n_samples"]
+        assert b == max(2, round(r["hparams"]["b_per_param"] * summary["spec"]["params"]))
+
+
+def test_resuming_adds_trials_and_repeats_none(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        run_study(store, "s", tiny_spec(), 3)
+        first = {r["key"]: r["objective"] for r in store.trials("s")}
+    with Store(path) as store:
+        run_study(store, "s", tiny_spec(), 5)
+        rows = store.trials("s")
+    assert len(rows) == 5 and len({r["key"] for r in rows}) == 5
+    assert all(first[r["key"]] == r["objective"] for r in rows if r["key"] in first)
+
+
+def test_a_study_with_other_settings_is_refused(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        run_study(store, "s", tiny_spec(), 1)
+        with pytest.raises(RnncapError, match="exists with other settings"):
+            run_study(store, "s", tiny_spec(steps=41), 2)
+        with pytest.raises(RnncapError, match="no study 'nope'"):
+            summarize(store, "nope")
+
+
+def _count_finished(path) -> int:
+    try:
+        db = sqlite3.connect(path, timeout=5)
+        n = db.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
+        db.close()
+        return n
+    except sqlite3.OperationalError:                                        # not created yet
+        return 0
+
+
+def test_kill_dash_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
+    path = tmp_path / "killed.sqlite"
+    command = [sys.executable, "-m", "rnncap", "tune", "--study", "k", "--cell", "gru", "--units", "4",
+               "--strategy", "random", "--trials", "8", "--steps", "150", "--store", str(path), "--json",
+               *[arg for k, v in TINY.items() for arg in ("-o", f"{k}={v}")]]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _count_finished(path) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    os.kill(process.pid, signal.SIGKILL)                                    # mid-trial, no clean-up
+    process.wait()
+    with Store(path) as store:
+        before = {r["number"]: r for r in store.trials("k") if r["status"] != "running"}
+        left_running = [r["number"] for r in store.trials("k") if r["status"] == "running"]
+    assert len(before) >= 2 and len(before) < 8 and left_running            # killed while a trial ran
+
+    result = runner.invoke(app, command[3:])                                # the same command resumes
+    assert result.exit_code == 0, result.output
+    with Store(path) as store:
+        after = store.trials("k")
+    assert len(after) == 8 and all(r["status"] != "running" for r in after)
+    assert len({r["key"] for r in after}) == 8                              # none twice
+    for number, row in before.items():                                      # no finished trial lost or redone
+        assert after[number]["key"] == row["key"] and after[number]["finished"] == row["finished"]
+    for number in left_running:                                             # the interrupted trial ran again
+        assert after[number]["finished"] is not None
+
+
+@pytest.mark.parametrize("strategy", ["random", "gp"])
+def test_parallel_workers_give_valid_distinct_trials(tmp_path, strategy):
+    spec = tiny_spec(strategy, steps=30)
+    with Store(tmp_path / "w.sqlite") as store:
+        summary = run_study(store, "w", spec, 6, workers=2)
+        rows = store.trials("w")
+    assert summary["trials"] == 6 and len({r["key"] for r in rows}) == 6
+    space = study_space(spec)
+    for r in rows:
+        assert space.contains(r["hparams"]), r["hparams"]
+        assert r["trial"] == trial_for(spec, r["hparams"])
+
+
+def test_summary_curves_on_a_synthetic_store(tmp_path):
+    spec = tiny_spec()
+    spec["direction"] = "min"
+    with Store(tmp_path / "syn.sqlite") as store:
+        store.create_or_open_study("syn", spec)
+        outcomes = [("done", 5.0), ("infeasible", None), ("done", 3.0), ("done", 4.0), ("failed", None)]
+        for number, (status, objective) in enumerate(outcomes):
+            store.start_trial("syn", number, f"k{number}", {"n": number}, {"lr": number})
+            store.finish_trial("syn", number, status, objective, {}, None, 1.0)
+        summary = summarize(store, "syn")
+    assert [c["best"] for c in summary["curve"]] == [5.0, 5.0, 3.0, 3.0, 3.0]
+    assert [c["median"] for c in summary["curve"]] == [5.0, 5.0, 4.0, 4.0, 4.0]
+    assert summary["infeasible_fraction"] == 0.2 and summary["failed"] == 1 and summary["best"]["number"] == 2
+
+
+def test_study_cli_list_show_export(tmp_path):
+    path = str(tmp_path / "cli.sqlite")
+    args = ["tune", "--study", "c", "--cell", "rnn", "--units", "3", "--trials", "2", "--steps", "20",
+            "--strategy", "random", "--store", path, "-o", "n_samples=30", "-o", "n_in=4"]
+    assert runner.invoke(app, args).exit_code == 0
+    listed = json.loads(runner.invoke(app, ["study", "list", "--store", path, "--json"]).stdout)
+    assert [s["name"] for s in listed["studies"]] == ["c"] and listed["studies"][0]["trials"] == 2
+    shown = json.loads(runner.invoke(app, ["study", "show", "c", "--store", path, "--json"]).stdout)
+    assert shown["trials"] == 2 and len(shown["curve"]) == 2
+    csv_out = runner.invoke(app, ["study", "export", "c", "--store", path]).stdout.splitlines()
+    assert csv_out[0].startswith("number,status,objective") and len(csv_out) == 3
+    exported = json.loads(runner.invoke(app, ["study", "export", "c", "--format", "json", "--store", path]).stdout)
+    assert len(exported["trials"]) == 2
+    bad = runner.invoke(app, ["study", "show", "missing", "--store", path])
+    assert bad.exit_code == 2 and "no study 'missing'" in bad.stderr
