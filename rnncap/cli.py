@@ -310,8 +310,9 @@ def capacity(
     budget: Annotated[int, typer.Option("--budget", "-p", help="Maximum number of parameters.")] = 1000,
     n_in: Annotated[int, typer.Option("--n-in", help="Input bits per sample.")] = 32,
     unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to label.")] = 5,
-    trials: Annotated[int, typer.Option("--trials", "-k", help="Training runs in all.")] = 12,
-    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 3000,
+    trials: Annotated[int, typer.Option("--trials", "-k", help="Training runs in all.")] = 10,
+    steps: Annotated[int, typer.Option(help="Training steps per run (L-BFGS: iterations).")] = 20000,
+    batch_size: Annotated[int, typer.Option(help="Samples per step (0: all b; L-BFGS always uses all).")] = 256,
     optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd or lbfgs.")] = "adam",
     time_limit: TimeLimit = None,
     seed: Seed = 0,
@@ -331,7 +332,7 @@ def capacity(
     if trials < 1 or steps < 1:
         raise RnncapError("--trials and --steps must be >= 1")
     result = measure_capacity(cell, depth, budget, n_in=n_in, unroll=unroll, trials=trials, steps=steps,
-                              optimizer=optimizer, time_limit=time_limit, seed=seed, device=device,
+                              batch_size=batch_size or None, optimizer=optimizer, time_limit=time_limit, seed=seed, device=device,
                               progress=wanted(json_output))
     if json_output:
         print_json(result)
@@ -392,6 +393,129 @@ def memory(
     print_table(f"memory: {result['cell']} depth {depth}, n_in {n_in}, recall after {unroll} steps",
                 ["n_h", "params", "error", "reference", "error - reference"], rows,
                 caption=f"{_elapsed(result['wall_time'])}")
+
+
+StorePath = Annotated[Optional[str], typer.Option("--store", help="The study database (SQLite). "
+                                              "Default: $RNNCAP_STORE, else ./rnncap-studies.sqlite.")]
+
+
+@app.command()
+def tune(
+    study: Annotated[str, typer.Option("--study", help="The study's name; run the same command again to resume it.")],
+    cell: Cell,
+    task: Annotated[str, typer.Option("--task", "-t", help="Task: see `rnncap tasks`.")] = "capacity",
+    depth: Depth = 1,
+    budget: Budget = None,
+    units: Units = None,
+    strategy: Annotated[str, typer.Option(help="gp (Gaussian-process Bayesian optimisation) or random.")] = "gp",
+    trials: Annotated[int, typer.Option("--trials", "-k", help="Finished trials to reach.")] = 20,
+    steps: Annotated[int, typer.Option(help="Training steps of every trial.")] = 1000,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="A task option KEY=VALUE (see `rnncap tasks`).")] = [],
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Trials run at once, each in its own process.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port) to run trials on "
+                                                     "instead of local processes.")] = None,
+    store: StorePath = None,
+    seed: Seed = 0,
+    time_limit: TimeLimit = None,
+    device: Device = None,
+    json_output: Json = False,
+):
+    """Tune hyperparameters for one task, cell, depth and size; every trial is stored as it finishes.
+
+    Resumable: a study killed at any moment continues where it stopped when the
+    same command is run again, losing no finished trial and repeating none.
+    """
+    from rnncap.progress import wanted
+    from rnncap.store import Store
+    from rnncap.tune.study import run_study, study_spec
+
+    spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy,
+                      task_options=_parse_options(option), fixed={"steps": steps}, seed=seed)
+    with Store(store) as db:
+        summary = run_study(db, study, spec, trials, workers=workers, scheduler=scheduler, device=device,
+                            progress=wanted(json_output), time_limit=time_limit)
+    _print_study(summary, json_output)
+
+
+study_app = typer.Typer(help="List, show and export the studies in a store.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("list")
+def study_list(store: StorePath = None, json_output: Json = False):
+    """Every study in the store, with its trial counts."""
+    from rnncap.store import Store
+
+    with Store(store) as db:
+        studies = db.studies()
+    if json_output:
+        print_json({"store": str(db.path), "studies": studies})
+        return
+    print_table(f"studies in {db.path}", ["study", "task", "cell", "depth", "n_h", "strategy", "trials", "done",
+                                           "infeasible", "failed", "running"],
+                [[s["name"], s["spec"]["task"], s["spec"]["cell"], s["spec"]["depth"], s["spec"]["n_h"],
+                  s["spec"]["strategy"], s["trials"], s["done"], s["infeasible"], s["failed"], s["running"]]
+                 for s in studies])
+
+
+@study_app.command("show")
+def study_show(name: Annotated[str, typer.Argument(help="The study's name.")], store: StorePath = None,
+               json_output: Json = False):
+    """A study's best trial, its fraction infeasible, and the best and median objective by trial number."""
+    from rnncap.store import Store
+    from rnncap.tune.study import summarize
+
+    with Store(store) as db:
+        summary = summarize(db, name)
+    _print_study(summary, json_output)
+
+
+@study_app.command("export")
+def study_export(name: Annotated[str, typer.Argument(help="The study's name.")],
+                 fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+                 store: StorePath = None):
+    """Every trial of a study, one row each, on stdout."""
+    import csv
+
+    from rnncap.store import Store
+
+    if fmt not in ("csv", "json"):
+        raise RnncapError(f"--format must be csv or json, got {fmt!r}")
+    with Store(store) as db:
+        spec, rows = db.study(name), db.trials(name)
+    if fmt == "json":
+        print_json({"study": name, "spec": spec, "trials": rows})
+        return
+    hparam_names = sorted({k for r in rows for k in r["hparams"]})
+    metric_names = sorted({k for r in rows for k in r["metrics"]})
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["number", "status", "objective", "wall_time", *hparam_names,
+                     *[f"metric.{m}" for m in metric_names], "reason"])
+    for r in rows:
+        writer.writerow([r["number"], r["status"], r["objective"], r["wall_time"],
+                         *[r["hparams"].get(h, "") for h in hparam_names],
+                         *[r["metrics"].get(m, "") for m in metric_names], r["reason"] or ""])
+
+
+def _print_study(summary: dict, json_output: bool) -> None:
+    if json_output:
+        print_json(summary)
+        return
+    spec = summary["spec"]
+    typer.echo(f"study {summary['study']}: {spec['task']} | {spec['cell']} depth {spec['depth']}, {spec['n_h']} units, "
+               f"{spec['params']} parameters | {spec['strategy']} | {summary['trials']} trials finished "
+               f"({summary['done']} done, {summary['infeasible']} infeasible, {summary['failed']} failed"
+               + (f", {summary['running']} left running" if summary["running"] else "") + ")")
+    if summary["trials"]:
+        typer.echo(f"  infeasible fraction {summary['infeasible_fraction']:.3f}")
+    best = summary["best"]
+    if best is not None:
+        hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["hparams"].items())
+        typer.echo(f"  best: trial {best['number']}, {spec['objective']} {best['objective']:.5g}  ({hp})")
+        rows = [[c["trial"], "-" if c["best"] is None else f"{c['best']:.5g}",
+                 "-" if c["median"] is None else f"{c['median']:.5g}"] for c in summary["curve"]]
+        print_table(f"{spec['objective']} by trial ({'max' if spec['direction'] == 'max' else 'min'}imised)",
+                    ["trial", "best so far", "median so far"], rows)
 
 
 def main() -> None:

@@ -7,8 +7,9 @@ small; too many and accuracy falls toward chance), so the search runs in three
 phases, with a fixed number of trials in all:
 
 1. hyperparameters: at ``b = 3P`` (``P`` parameters), the defaults first, then
-   random draws from :data:`SMALL_SPACE` (learning rate, ``b_fg``, initial
-   weight scale, nonlinearity where the cell allows a choice); keep the best;
+   random draws from :func:`rnncap.tune.space.quick_search_space` (learning
+   rate, ``b_fg``, initial weight scale, nonlinearity where the cell allows a
+   choice); keep the best;
 2. a coarse grid of ``b`` in multiples of ``P`` (:data:`B_MULTIPLES`);
 3. refinement: the geometric mean of the best ``b`` and its better neighbour,
    again and again.
@@ -28,43 +29,39 @@ import time
 
 import numpy
 
-from rnncap.cells import CELLS, canonical_cell_name
+from rnncap.cells import canonical_cell_name
 from rnncap.network import count_params, units_for_budget
 from rnncap.progress import ProgressBar
 from rnncap.tasks.memory import reference_error
 from rnncap.trial import make_trial, run_trial
+from rnncap.tune.space import quick_search_space
 
 B_MULTIPLES = (1.0, 2.0, 3.0, 4.0, 6.0)
 HP_PHASE_B = 3.0
 CAPACITY_DEFAULTS = {"optimizer": "adam", "lr": 1e-2, "lr_decay": 0.1, "b_fg": 1.0, "weight_scale": 1.0}
 MEMORY_DEFAULTS = {"optimizer": "adam", "lr": 1e-2, "lr_decay": 0.1, "b_fg": 1.0, "weight_scale": 1.0}
-SMALL_SPACE = {
-    "lr": ("log", 3e-3, 3e-2),
-    "b_fg": ("uniform", 0.0, 3.0),
-    "weight_scale": ("log", 0.3, 2.0),
-}
 
 
 def draw_small_hparams(rng: numpy.random.Generator, cell: str, defaults: dict) -> dict:
-    """One random draw from :data:`SMALL_SPACE`, on top of ``defaults``."""
-    hparams = dict(defaults)
-    for name, (kind, low, high) in SMALL_SPACE.items():
-        value = math.exp(rng.uniform(math.log(low), math.log(high))) if kind == "log" else rng.uniform(low, high)
-        hparams[name] = float(value)
-    choices = CELLS[canonical_cell_name(cell)].nonlinearities
-    if len(choices) > 1:
-        hparams["nonlinearity"] = str(rng.choice(choices))
-    return hparams
+    """``defaults`` with one random draw from the quick search space on top."""
+    return {**defaults, **quick_search_space(cell).sample(rng)}
 
 
 def _remaining(started: float, time_limit: float | None) -> float | None:
     return None if time_limit is None else time_limit - (time.perf_counter() - started)
 
 
-def measure_capacity(cell: str, depth: int, budget: int, *, n_in: int = 32, unroll: int = 5, trials: int = 12,
-                     steps: int = 3000, optimizer: str = "adam", time_limit: float | None = None, seed: int = 0,
-                     device: str | None = None, progress: bool = False) -> dict:
-    """Bits per parameter at a parameter budget; see the module docstring."""
+def measure_capacity(cell: str, depth: int, budget: int, *, n_in: int = 32, unroll: int = 5, trials: int = 10,
+                     steps: int = 20000, batch_size: int | None = 256, optimizer: str = "adam",
+                     time_limit: float | None = None, seed: int = 0, device: str | None = None,
+                     progress: bool = False) -> dict:
+    """Bits per parameter at a parameter budget; see the module docstring.
+
+    Training defaults (ours; measured on the RNN and GRU at a 1000-parameter
+    budget): Adam on minibatches of 256 samples, learning rate 1e-2 decaying
+    tenfold over 20000 steps. Minibatches reached more bits than full-batch
+    Adam or L-BFGS in the same time. ``optimizer="lbfgs"`` trains full batch.
+    """
     started = time.perf_counter()
     cell = canonical_cell_name(cell)
     n_h = units_for_budget(cell, depth, n_in, 2, budget)
@@ -78,8 +75,9 @@ def measure_capacity(cell: str, depth: int, budget: int, *, n_in: int = 32, unro
         if len(runs) >= trials or (left is not None and left <= 0):
             return None
         b = max(2, int(round(multiple * P)))
-        trial = make_trial("capacity", {"n_samples": b, "n_in": n_in, "unroll": unroll, "seed": seed},
-                           cell, depth, n_h, hparams, seed=seed)
+        options = {"n_samples": b, "n_in": n_in, "unroll": unroll, "seed": seed,
+                   "batch_size": None if optimizer == "lbfgs" else batch_size}
+        trial = make_trial("capacity", options, cell, depth, n_h, hparams, seed=seed)
         outcome = run_trial(trial, device=device, time_limit=left)
         metrics = outcome["metrics"]
         runs.append({"b": b, "multiple": b / P, "status": outcome["status"], "hparams": hparams,
@@ -115,7 +113,8 @@ def measure_capacity(cell: str, depth: int, budget: int, *, n_in: int = 32, unro
     best = max(runs, key=lambda r: r["bits"]) if runs else None
     return {
         "cell": cell, "depth": depth, "budget": budget, "n_h": n_h, "params": P, "n_in": n_in, "unroll": unroll,
-        "optimizer": optimizer, "steps": steps, "trials": len(runs),
+        "optimizer": optimizer, "steps": steps, "batch_size": None if optimizer == "lbfgs" else batch_size,
+        "trials": len(runs),
         "best": None if best is None else {**best, "bits_per_parameter": best["bits"] / P},
         "runs": runs, "wall_time": time.perf_counter() - started,
     }
