@@ -8,12 +8,20 @@ import numpy
 
 from rnncap.errors import RnncapError
 from rnncap.tasks.base import Batch, Task
+from rnncap.tasks.arith import ArithConfig, ArithTask
 from rnncap.tasks.capacity import CapacityConfig, CapacityTask
 from rnncap.tasks.memory import MemoryConfig, MemoryTask
+from rnncap.tasks.parens import ParensConfig, ParensTask
+from rnncap.tasks.rcf import RCFConfig, RCFTask
+from rnncap.tasks.text8 import Text8Config, Text8Task
 
 TASKS: dict[str, tuple[type, type]] = {
     "capacity": (CapacityTask, CapacityConfig),
     "memory": (MemoryTask, MemoryConfig),
+    "rcf": (RCFTask, RCFConfig),
+    "text8": (Text8Task, Text8Config),
+    "parens": (ParensTask, ParensConfig),
+    "arith": (ArithTask, ArithConfig),
 }
 
 
