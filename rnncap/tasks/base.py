@@ -60,3 +60,37 @@ class Task:
     def better(self, a: float, b: float) -> bool:
         """Is objective value ``a`` better than ``b``?"""
         return a > b if self.direction == "max" else a < b
+
+
+def present_then_read(inputs, targets, T: int):
+    """Sequences that show ``inputs`` (B, n_in) at step 1 only and ask for ``targets`` at step T.
+
+    ``targets`` is (B,) class indices or (B, n_out) reals. Returns NumPy
+    ``(x (T, B, n_in), target (T, B[, n_out]), mask (T, B))`` with zeros
+    everywhere but step 1 of ``x`` and step T of ``target`` and ``mask``.
+    """
+    B = inputs.shape[0]
+    x = numpy.zeros((T, B) + inputs.shape[1:])                               # (T, B, n_in)
+    x[0] = inputs
+    target = numpy.zeros((T,) + targets.shape, dtype=targets.dtype)          # (T, B[, n_out])
+    target[T - 1] = targets
+    mask = numpy.zeros((T, B))                                               # (T, B)
+    mask[T - 1] = 1.0
+    return x, target, mask
+
+
+class FixedDatasetTask(Task):
+    """A task with one dataset ``(self.x, self.target, self.mask)`` of ``config.n_samples`` sequences.
+
+    Each step trains on all of it, or on a random minibatch of
+    ``config.batch_size`` sequences drawn without replacement.
+    """
+
+    fixed_dataset = True
+
+    def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
+        size = self.config.batch_size
+        if size is None or size >= self.config.n_samples:
+            return Batch(self.x, self.target, self.mask)
+        rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))   # (size,)
+        return Batch(self.x[:, rows], self.target[:, rows], self.mask[:, rows])

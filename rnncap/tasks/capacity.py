@@ -29,7 +29,7 @@ import numpy
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
-from rnncap.tasks.base import Batch, Task
+from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
 def binary_entropy(p: float) -> float:
@@ -69,36 +69,22 @@ class CapacityConfig:
             raise RnncapError(f"batch size must be >= 1, got {self.batch_size}")
 
 
-class CapacityTask(Task):
+class CapacityTask(FixedDatasetTask):
     name = "capacity"
     objective = "bits"
     direction = "max"
     select_best = True                # any parameters reached during training store those bits
-    fixed_dataset = True
 
     def __init__(self, config: CapacityConfig, xp=numpy, dtype=TRAIN_DTYPE):
         super().__init__(xp, dtype)
         self.config = config
         self.n_in, self.n_out = config.n_in, 2
         self.loss = SoftmaxCrossEntropy()
-        b, T = config.n_samples, config.unroll
         data_rng = numpy.random.default_rng(config.seed)
-        inputs = data_rng.integers(0, 2, size=(b, config.n_in))              # (b, n_in)
-        self.labels = data_rng.integers(0, 2, size=b)                         # (b,)
-        x = numpy.zeros((T, b, config.n_in))
-        x[0] = inputs                                                         # presented at step 1 only
-        target = numpy.zeros((T, b), dtype=numpy.int64)
-        target[T - 1] = self.labels                                           # read at step T
-        mask = numpy.zeros((T, b))
-        mask[T - 1] = 1.0
+        inputs = data_rng.integers(0, 2, size=(config.n_samples, config.n_in))   # (b, n_in)
+        self.labels = data_rng.integers(0, 2, size=config.n_samples)              # (b,)
+        x, target, mask = present_then_read(inputs, self.labels, config.unroll)
         self.x, self.target, self.mask = self.to_device(x), self.xp.asarray(target), self.to_device(mask)
-
-    def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
-        size = self.config.batch_size
-        if size is None or size >= self.config.n_samples:
-            return Batch(self.x, self.target, self.mask)
-        rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))
-        return Batch(self.x[:, rows], self.target[:, rows], self.mask[:, rows])
 
     def evaluate(self, net) -> dict:
         out = net.forward(self.x).out                                         # (T, b, 2)

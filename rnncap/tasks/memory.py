@@ -22,7 +22,7 @@ import numpy
 from rnncap.autodiff.losses import SquaredError
 from rnncap.backend import TRAIN_DTYPE
 from rnncap.errors import RnncapError
-from rnncap.tasks.base import Batch, Task
+from rnncap.tasks.base import Batch, Task, present_then_read
 
 
 def reference_error(n_h: int, n_in: int) -> float:
@@ -57,14 +57,8 @@ class MemoryTask(Task):
         self.eval_batch = self._make_batch(numpy.random.default_rng([config.seed, 1]), config.eval_samples)
 
     def _make_batch(self, rng: numpy.random.Generator, size: int) -> Batch:
-        T, n = self.config.unroll, self.config.n_in
-        u = rng.normal(size=(size, n))                                        # (B, n_in)
-        x = numpy.zeros((T, size, n))
-        x[0] = u                                                              # shown at step 1
-        target = numpy.zeros((T, size, n))
-        target[T - 1] = u                                                     # recalled at step T
-        mask = numpy.zeros((T, size))
-        mask[T - 1] = 1.0
+        u = rng.normal(size=(size, self.config.n_in))                         # (B, n_in)
+        x, target, mask = present_then_read(u, u, self.config.unroll)         # shown at step 1, recalled at T
         return Batch(self.to_device(x), self.to_device(target), self.to_device(mask))
 
     def batch(self, step: int, rng: numpy.random.Generator) -> Batch:

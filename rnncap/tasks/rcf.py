@@ -44,7 +44,7 @@ import numpy
 from rnncap.autodiff.losses import SquaredError
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
-from rnncap.tasks.base import Batch, Task
+from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
 @dataclass(frozen=True)
@@ -77,38 +77,24 @@ class RandomFunction:
         return numpy.cos(x @ self.W + self.phase) @ self.a                        # (B, n_out)
 
 
-class RCFTask(Task):
+class RCFTask(FixedDatasetTask):
     name = "rcf"
     objective = "loss"
     direction = "min"
     select_best = True                # the metric is on the training samples: any parameters reached count
-    fixed_dataset = True
 
     def __init__(self, config: RCFConfig = RCFConfig(), xp=numpy, dtype=TRAIN_DTYPE):
         super().__init__(xp, dtype)
         self.config = config
         self.n_in, self.n_out = config.n_in, config.n_out
         self.loss = SquaredError()
-        b, T = config.n_samples, config.unroll
         data_rng = numpy.random.default_rng(config.seed)
         self.function = RandomFunction(data_rng, config.n_in, config.n_out, config.features)
-        self.inputs = data_rng.normal(size=(b, config.n_in))                      # (b, n_in)
+        self.inputs = data_rng.normal(size=(config.n_samples, config.n_in))       # (b, n_in)
         self.values = self.function(self.inputs)                                  # (b, n_out)
         self.target_variance = float(self.values.var(axis=0).sum())               # total over outputs
-        x = numpy.zeros((T, b, config.n_in))
-        x[0] = self.inputs                                                        # presented at step 1 only
-        target = numpy.zeros((T, b, config.n_out))
-        target[T - 1] = self.values                                               # read at step T
-        mask = numpy.zeros((T, b))
-        mask[T - 1] = 1.0
+        x, target, mask = present_then_read(self.inputs, self.values, config.unroll)
         self.x, self.target, self.mask = self.to_device(x), self.to_device(target), self.to_device(mask)
-
-    def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
-        size = self.config.batch_size
-        if size is None or size >= self.config.n_samples:
-            return Batch(self.x, self.target, self.mask)
-        rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))
-        return Batch(self.x[:, rows], self.target[:, rows], self.mask[:, rows])
 
     def evaluate(self, net) -> dict:
         predicted = to_numpy(net.forward(self.x).out[-1]).astype(numpy.float64)  # (b, n_out), read at step T
