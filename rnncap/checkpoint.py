@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy
 
-from rnncap.backend import to_numpy
+from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
 FORMAT = 1
@@ -103,7 +103,7 @@ def restore(saved: Saved, params: dict, opt_state: dict, rng) -> None:
             stored = saved.arrays[prefix + k]
             if stored.shape != tuple(v.shape):
                 raise RnncapError(f"checkpoint array {prefix + k} has shape {stored.shape}, expected {v.shape}")
-            v[...] = stored
+            v[...] = array_module(v).asarray(stored)
     rng.bit_generator.state = saved.rng_state
 
 

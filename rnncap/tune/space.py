@@ -286,14 +286,16 @@ def search_space(cell: str, task: str, exclude=()) -> SearchSpace:
     return SearchSpace(tuple(kept))
 
 
-def quick_search_space(cell: str) -> SearchSpace:
-    """The few hyperparameters of the quick built-in searches (``rnncap capacity``, ``rnncap memory``).
+def quick_search_space(cell: str, task: str | None = None, exclude=()) -> SearchSpace:
+    """The few hyperparameters of the quick searches (``rnncap capacity``, ``memory``, quick presets).
 
-    Narrower than :func:`search_space`: they start from defaults that already
-    train (Adam at 1e-2) and look only nearby, since they run a handful of
-    trials instead of hundreds: lr 3e-3 .. 3e-2 (log), ``b_fg`` 0 .. 3 (keep-gate
-    cells), weight_scale 0.3 .. 2 (log), and the nonlinearity where the cell
-    allows a choice.
+    Narrower than :func:`search_space`: they start from settings that already
+    train (Adam, learning rate decaying tenfold) and look only nearby, since
+    they run a handful of trials instead of hundreds: lr 3e-3 .. 3e-2 (log),
+    ``b_fg`` 0 .. 3 (keep-gate cells), weight_scale 0.3 .. 2 (log), the
+    nonlinearity where the cell allows a choice, and for the capacity task
+    ``b_per_param`` 1.5 .. 6 (log; where our runs of 1000-parameter networks
+    stored the most bits).
     """
     cell = canonical_cell_name(cell)
     params: list[Parameter] = [Real("lr", 3e-3, 3e-2, log=True), Real("weight_scale", 0.3, 2.0, log=True)]
@@ -301,7 +303,9 @@ def quick_search_space(cell: str) -> SearchSpace:
         params.append(Real("b_fg", 0.0, 3.0))
     if len(CELLS[cell].nonlinearities) > 1:
         params.append(Categorical("nonlinearity", tuple(CELLS[cell].nonlinearities)))
-    return SearchSpace(tuple(params))
+    if task == "capacity":
+        params.append(Real("b_per_param", 1.5, 6.0, log=True))
+    return SearchSpace(tuple(p for p in params if p.name not in exclude))
 
 
 def split_task_hparams(hparams: dict) -> tuple[dict, dict]:

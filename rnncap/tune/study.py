@@ -35,7 +35,7 @@ from rnncap.store import Store
 from rnncap.tasks import make_task
 from rnncap.trial import make_trial, run_trial, trial_key
 from rnncap.tune.gp import make_strategy
-from rnncap.tune.space import samples_for, search_space, split_task_hparams
+from rnncap.tune.space import quick_search_space, samples_for, search_space, split_task_hparams
 
 
 def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, units: int | None = None,
@@ -66,8 +66,9 @@ def trial_for(spec: dict, hparams: dict) -> dict:
 
 
 def study_space(spec: dict):
-    """The study's search space: the cell's and task's, less what the study holds fixed."""
-    return search_space(spec["cell"], spec["task"], exclude=tuple(spec["fixed"]))
+    """The study's search space (full, or the quick one), less what the study holds fixed."""
+    make = quick_search_space if spec.get("space") == "quick" else search_space
+    return make(spec["cell"], spec["task"], exclude=tuple(spec["fixed"]))
 
 
 def _run_safely(trial: dict, device: str | None) -> dict:

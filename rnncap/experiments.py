@@ -1,0 +1,267 @@
+"""The paper's figures and tables as named experiments: grids of studies in one store.
+
+An experiment is a list of *study plans*: a study's spec (task, cell, depth,
+size, strategy, fixed settings; see :func:`rnncap.tune.study.study_spec`),
+its name, and how many trials to run. Its specs carry ``tags`` (experiment,
+preset, and what the figure plots: unroll, variant, ...) that
+:mod:`rnncap.report` reads. Every experiment has three presets:
+
+- ``smoke``: a few seconds, for the test suite (it proves the plumbing only);
+- ``quick``: at most about 30 minutes on a 2-core laptop: smaller sizes, fewer
+  trials, the narrow quick search space (:func:`rnncap.tune.space.quick_search_space`)
+  and fixed training settings that we know train;
+- ``full``: the paper's sizes and trial counts as closely as we can state
+  them (its appendix is not available to us): the full search space, a GP
+  tuner, hundreds of trials per point. Days of CPU time; use ``--workers``
+  or a Dask cluster.
+
+Running an experiment is running its studies (:func:`reproduce`), so it is
+resumable: studies already finished are skipped, a half-finished one
+continues.
+
+=============== =========== ==================================================
+experiment      figure      what it measures
+=============== =========== ==================================================
+capacity        1a-h        bits stored and bits per parameter vs parameters
+capacity-table  1i          parameter multiplier between cells (same studies)
+relu            2a          best bits per parameter, ReLU only vs tuned
+unroll          2b          bits per parameter vs unrolled steps
+memory          2c          recall error vs units, with max(0, 1 - n_h/n_in)
+text8           3a-d        bits per character vs parameters (and vs units)
+rcf             3           squared error vs parameters
+parens          4           min and median loss vs tuning iteration
+arith           4           min and median loss vs tuning iteration
+random-hp       5, table 1  random hyperparameters: losses, fraction infeasible
+=============== =========== ==================================================
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rnncap.cells import CELLS
+from rnncap.errors import RnncapError
+from rnncap.progress import ProgressBar
+from rnncap.tune.study import run_study, study_spec
+
+PRESETS = ("smoke", "quick", "full")
+ALL_CELLS = tuple(CELLS)                        # rnn, irnn, ugrnn, gru, lstm, plusrnn
+CHOICE_CELLS = tuple(c for c in CELLS if len(CELLS[c].nonlinearities) > 1)   # tanh or ReLU
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    name: str
+    spec: dict
+    trials: int
+
+
+# what every trial of a quick or smoke study shares: settings that train ---------------------------
+
+CAPACITY_TRAINING = {"optimizer": "adam", "lr_decay": 0.1, "clip": 10.0}
+SEQUENCE_TRAINING = {"optimizer": "adam", "lr_decay": 0.1, "clip": 1.0}
+
+
+def _depth_for(cell: str, depth: int) -> int:
+    """The +RNN is never run at depth 1 (as in the paper): it takes depth 2 there."""
+    return max(depth, CELLS[cell].min_depth)
+
+
+def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials: int, *, budget=None, units=None,
+          task_options=None, fixed=None, strategy="gp", space="quick", tags=None, seed=0) -> StudyPlan:
+    depth = _depth_for(cell, depth)
+    tags = {"experiment": experiment, "preset": preset, **(tags or {})}
+    spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
+                      fixed=fixed, seed=seed)
+    spec["space"], spec["tags"] = space, tags
+    size = f"p{budget}" if budget is not None else f"n{units}"
+    extra = "".join(f":{k}={v}" for k, v in sorted(tags.items()) if k not in ("experiment", "preset"))
+    return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)
+
+
+def _grid(preset: str, smoke, quick, full):
+    return {"smoke": smoke, "quick": quick, "full": full}[preset]
+
+
+# the experiments -------------------------------------------------------------------------------
+
+def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]:
+    """Figure 1a-h: capacity task, unroll 5, six cells, depths 1, 2, 4, a range of budgets."""
+    depths = _grid(preset, (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (150,), (250, 500, 1000), (300, 1000, 3000, 10000, 30000, 100000))
+    trials = _grid(preset, 2, 6, 300)
+    steps = _grid(preset, 40, 5000, 20000)
+    n_in = _grid(preset, 8, 32, 32)
+    space = "full" if preset == "full" else "quick"
+    fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
+    if space == "quick":
+        fixed.update(CAPACITY_TRAINING)
+    return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=space, fixed=fixed,
+                  task_options={"n_in": n_in, "unroll": 5, "batch_size": 256})
+            for depth in depths for cell in ALL_CELLS for budget in budgets]
+
+
+def relu_plans(preset: str) -> list[StudyPlan]:
+    """Figure 2a: the cells with a choice of nonlinearity, tuned ('all') or held to ReLU ('relu')."""
+    budget = _grid(preset, 150, 1000, 10000)
+    trials = _grid(preset, 2, 6, 300)
+    steps = _grid(preset, 40, 5000, 20000)
+    n_in = _grid(preset, 8, 32, 32)
+    space = "full" if preset == "full" else "quick"
+    plans = []
+    for cell in CHOICE_CELLS:
+        for variant in ("all", "relu"):
+            fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
+            if space == "quick":
+                fixed.update(CAPACITY_TRAINING)
+            if variant == "relu":
+                fixed["nonlinearity"] = "relu"
+            plans.append(_plan("relu", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=fixed,
+                               task_options={"n_in": n_in, "unroll": 5, "batch_size": 256},
+                               tags={"variant": variant}))
+    return plans
+
+
+def unroll_plans(preset: str) -> list[StudyPlan]:
+    """Figure 2b: bits per parameter against the number of unrolled steps."""
+    cells = _grid(preset, ("rnn",), ("rnn", "gru", "lstm"), ALL_CELLS)
+    unrolls = _grid(preset, (1, 2), (1, 2, 5, 10), (1, 2, 3, 5, 8, 12, 16))
+    budget = _grid(preset, 150, 500, 1000)
+    trials = _grid(preset, 2, 4, 200)
+    steps = _grid(preset, 40, 5000, 20000)
+    n_in = _grid(preset, 8, 32, 32)
+    space = "full" if preset == "full" else "quick"
+    fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
+    if space == "quick":
+        fixed.update(CAPACITY_TRAINING)
+    return [_plan("unroll", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=fixed,
+                  task_options={"n_in": n_in, "unroll": unroll, "batch_size": 256}, tags={"unroll": unroll})
+            for cell in cells for unroll in unrolls]
+
+
+def memory_plans(preset: str) -> list[StudyPlan]:
+    """Figure 2c: recall error against units per layer, all cells (n_in = 64 in the paper)."""
+    n_in = _grid(preset, 4, 32, 64)
+    units = _grid(preset, (2, 4), (8, 16, 24, 32, 48), (8, 16, 32, 48, 64, 80, 96, 128))
+    depths = _grid(preset, (1,), (1,), (1, 2, 4))
+    trials = _grid(preset, 1, 2, 50)
+    steps = _grid(preset, 40, 2000, 10000)
+    space = "full" if preset == "full" else "quick"
+    fixed = {"steps": steps, **(SEQUENCE_TRAINING if space == "quick" else {})}
+    return [_plan("memory", preset, "memory", cell, depth, trials, units=n_h, space=space, fixed=fixed,
+                  task_options={"n_in": n_in, "unroll": 5})
+            for depth in depths for cell in ALL_CELLS for n_h in units]
+
+
+def text8_plans(preset: str) -> list[StudyPlan]:
+    """Figure 3: held-out bits per character against parameters (and units), depths 1, 2, 4."""
+    depths = _grid(preset, (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (1500,), (5000, 20000), (10000, 30000, 100000, 300000, 1000000))
+    trials = _grid(preset, 1, 2, 100)
+    steps = _grid(preset, 10, 400, 20000)
+    options = _grid(preset, {"max_chars": 20000, "window": 10, "batch_size": 8, "eval_chars": 2000},
+                    {"window": 50, "batch_size": 32, "eval_chars": 50000}, {})
+    space = "full" if preset == "full" else "quick"
+    fixed = {"steps": steps, **(SEQUENCE_TRAINING if space == "quick" else {})}
+    return [_plan("text8", preset, "text8", cell, depth, trials, budget=budget, space=space, fixed=fixed,
+                  task_options=options)
+            for depth in depths for cell in ALL_CELLS for budget in budgets]
+
+
+def rcf_plans(preset: str) -> list[StudyPlan]:
+    """Figure 3: random continuous functions, squared error against parameters."""
+    depths = _grid(preset, (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (150,), (300, 1000), (300, 1000, 3000, 10000, 30000))
+    trials = _grid(preset, 1, 3, 200)
+    steps = _grid(preset, 30, 3000, 20000)
+    options = _grid(preset, {"n_samples": 64, "n_in": 4}, {"n_samples": 2048, "batch_size": 256},
+                    {"batch_size": 256})
+    space = "full" if preset == "full" else "quick"
+    fixed = {"steps": steps, **(CAPACITY_TRAINING if space == "quick" else {})}
+    return [_plan("rcf", preset, "rcf", cell, depth, trials, budget=budget, space=space, fixed=fixed,
+                  task_options=options)
+            for depth in depths for cell in ALL_CELLS for budget in budgets]
+
+
+def _hard_task_plans(experiment: str, preset: str, task: str) -> list[StudyPlan]:
+    """Figure 4: GP tuning on a hard task; the report plots min and median loss by trial."""
+    depths = _grid(preset, (1, 2), (1, 4), (1, 2, 4, 8))
+    budget = _grid(preset, 800, 5000, 100000)
+    trials = _grid(preset, 2, 5, 500)
+    steps = _grid(preset, 10, 300, 20000)
+    options = {"parens": _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 50, "eval_samples": 256}, {}),
+               "arith": _grid(preset, {"digits": 2, "eval_samples": 32}, {"digits": 2, "eval_samples": 256}, {})}[task]
+    return [_plan(experiment, preset, task, cell, depth, trials, budget=budget, space="full", fixed={"steps": steps},
+                  task_options=options)
+            for depth in depths for cell in ALL_CELLS]
+
+
+def parens_plans(preset: str) -> list[StudyPlan]:
+    return _hard_task_plans("parens", preset, "parens")
+
+
+def arith_plans(preset: str) -> list[StudyPlan]:
+    return _hard_task_plans("arith", preset, "arith")
+
+
+def random_hp_plans(preset: str) -> list[StudyPlan]:
+    """Figure 5 and Table 1: random hyperparameters on parens, depths 1 and 8 (200k parameters in the paper)."""
+    budget = _grid(preset, 800, 3000, 200000)
+    trials = _grid(preset, 3, 8, 1000)
+    steps = _grid(preset, 10, 150, 20000)
+    options = _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 30, "eval_samples": 128}, {})
+    return [_plan("random-hp", preset, "parens", cell, depth, trials, budget=budget, space="full",
+                  strategy="random", fixed={"steps": steps}, task_options=options)
+            for depth in (1, 8) for cell in ALL_CELLS if not (cell == "plusrnn" and depth == 1)]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    figure: str
+    summary: str
+    plans: object                          # preset -> list[StudyPlan]
+
+
+EXPERIMENTS = {e.name: e for e in (
+    Experiment("capacity", "1a-h", "bits and bits per parameter against parameters", capacity_plans),
+    Experiment("capacity-table", "1i", "parameter multiplier between cells for equal capacity",
+               lambda preset: capacity_plans(preset)),
+    Experiment("relu", "2a", "bits per parameter, ReLU only against tuned nonlinearity", relu_plans),
+    Experiment("unroll", "2b", "bits per parameter against unrolled steps", unroll_plans),
+    Experiment("memory", "2c", "recall error against units, with the reference curve", memory_plans),
+    Experiment("text8", "3a-d", "bits per character against parameters and units", text8_plans),
+    Experiment("rcf", "3", "squared error against parameters", rcf_plans),
+    Experiment("parens", "4", "min and median loss against tuning iteration", parens_plans),
+    Experiment("arith", "4", "min and median loss against tuning iteration", arith_plans),
+    Experiment("random-hp", "5, table 1", "random hyperparameters: losses and fraction infeasible",
+               random_hp_plans),
+)}
+
+
+def experiment_plans(name: str, preset: str) -> list[StudyPlan]:
+    if name not in EXPERIMENTS:
+        raise RnncapError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
+    if preset not in PRESETS:
+        raise RnncapError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    return EXPERIMENTS[name].plans(preset)
+
+
+def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, scheduler: str | None = None,
+              device: str | None = None, progress: bool = False, time_limit: float | None = None) -> dict:
+    """Run every study of an experiment (resuming where the store says it stopped)."""
+    started = time.perf_counter()
+    plans = experiment_plans(name, preset)
+    done = []
+    with ProgressBar(progress, len(plans), f"{name} ({preset})") as bar:
+        for k, plan in enumerate(plans):
+            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+            if left is not None and left <= 0:
+                break
+            summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
+                                device=device, time_limit=left)
+            done.append({"study": plan.name, "trials": summary["trials"], "best": summary["best"]})
+            bar.update(k + 1, plan.name)
+    return {"experiment": name, "preset": preset, "studies": done, "planned": len(plans),
+            "wall_time": time.perf_counter() - started}
