@@ -518,6 +518,86 @@ def _print_study(summary: dict, json_output: bool) -> None:
                     ["trial", "best so far", "median so far"], rows)
 
 
+@app.command()
+def tasks(json_output: Json = False):
+    """Every task, its dimensions, defaults, loss and metric; options are set with -o KEY=VALUE."""
+    from dataclasses import fields
+
+    from rnncap.tasks import TASKS, make_task
+
+    rows = []
+    for name, (_, config_cls) in TASKS.items():
+        task = make_task(name)
+        rows.append({"task": name, "n_in": task.n_in, "n_out": task.n_out, "objective": task.objective,
+                     "direction": task.direction, "describe": task.describe(),
+                     "options": {f.name: getattr(task.config, f.name) for f in fields(config_cls)}})
+    if json_output:
+        print_json({"tasks": rows})
+        return
+    print_table("tasks (set options with -o KEY=VALUE)", ["task", "n_in", "n_out", "objective", "options"],
+                [[r["task"], r["n_in"], r["n_out"], f"{r['objective']} ({r['direction']})",
+                  ", ".join(f"{k}={v}" for k, v in r["options"].items())] for r in rows])
+
+
+@app.command()
+def reproduce(
+    experiment: Annotated[str, typer.Argument(help="capacity, capacity-table, relu, unroll, memory, text8, rcf, "
+                                               "parens, arith or random-hp; 'all' for every one.")],
+    preset: Annotated[str, typer.Option(help="smoke (seconds), quick (<= ~30 min on 2 cores) or full "
+                                        "(the paper's sizes: days).")] = "quick",
+    store: StorePath = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Trials run at once, each in its own process.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port).")] = None,
+    time_limit: TimeLimit = None,
+    device: Device = None,
+    json_output: Json = False,
+):
+    """Run one of the paper's experiments: its grid of studies, resumable, into the store.
+
+    Run `rnncap report --out DIR` afterwards for the figures and tables.
+    """
+    import time
+
+    from rnncap.experiments import EXPERIMENTS, reproduce as run_experiment
+    from rnncap.progress import wanted
+    from rnncap.store import Store
+
+    names = list(EXPERIMENTS) if experiment == "all" else [experiment]
+    results = []
+    started = time.perf_counter()
+    with Store(store) as db:
+        for name in names:
+            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+            results.append(run_experiment(db, name, preset, workers=workers, scheduler=scheduler, device=device,
+                                          progress=wanted(json_output), time_limit=left))
+            if not json_output:
+                r = results[-1]
+                typer.echo(f"{name} ({preset}): {len(r['studies'])} of {r['planned']} studies finished in "
+                           f"{_elapsed(r['wall_time'])}; store {db.path}")
+    if json_output:
+        print_json({"experiments": results, "store": str(db.path)})
+
+
+@app.command()
+def report(
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for the PNG figures and report.md.")] = "report",
+    store: StorePath = None,
+    json_output: Json = False,
+):
+    """Figures (PNG) and tables (report.md) from every study in the store, beside the paper's numbers."""
+    from pathlib import Path
+
+    from rnncap.report import write_report
+    from rnncap.store import Store
+
+    with Store(store) as db:
+        written = write_report(db, Path(out))
+    if json_output:
+        print_json(written)
+    else:
+        typer.echo(f"wrote {Path(out) / 'report.md'} and {len(written.get('figures', []))} figures")
+
+
 def main() -> None:
     app()
 
