@@ -241,11 +241,12 @@ EXPERIMENTS = {e.name: e for e in (
 
 
 def experiment_plans(name: str, preset: str) -> list[StudyPlan]:
+    """The studies of an experiment's preset, each once (the +RNN's depth 1 becomes 2, which may repeat)."""
     if name not in EXPERIMENTS:
         raise RnncapError(f"unknown experiment {name!r}: choose one of {', '.join(EXPERIMENTS)}")
     if preset not in PRESETS:
         raise RnncapError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    return EXPERIMENTS[name].plans(preset)
+    return list({plan.name: plan for plan in EXPERIMENTS[name].plans(preset)}.values())
 
 
 def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, scheduler: str | None = None,

@@ -1,0 +1,84 @@
+"""The paper's experiments: every grid well formed, and every smoke preset run end to end into a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rnncap.cli import app
+from rnncap.errors import RnncapError
+from rnncap.experiments import EXPERIMENTS, PRESETS, experiment_plans
+from rnncap.network import count_params
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("preset", ["smoke", "quick"])
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_grids_are_well_formed(name, preset):
+    plans = experiment_plans(name, preset)
+    assert plans and len({p.name for p in plans}) == len(plans)            # one study per plan, names unique
+    for plan in plans:
+        spec = plan.spec
+        assert spec["tags"]["experiment"] in (name, "capacity") and spec["tags"]["preset"] == preset
+        assert not (spec["cell"] == "plusrnn" and spec["depth"] < 2)        # +RNN never at depth 1
+        assert plan.trials >= 1 and spec["n_h"] >= 1
+        if spec["budget"] is not None:
+            assert spec["params"] <= spec["budget"]
+    # the sizes along an experiment's x axis give distinct networks
+    by_line: dict = {}
+    for plan in plans:
+        s = plan.spec
+        key = (s["cell"], s["depth"], json.dumps(s["tags"], sort_keys=True), json.dumps(s["fixed"], sort_keys=True))
+        by_line.setdefault(key, []).append(s["n_h"])
+    for sizes in by_line.values():
+        assert len(set(sizes)) == len(sizes), sizes
+
+
+def test_full_presets_build():
+    for name in EXPERIMENTS:
+        plans = experiment_plans(name, "full")
+        assert all(count_params(p.spec["cell"], p.spec["depth"], *_dims(p.spec), p.spec["n_h"]) == p.spec["params"]
+                   for p in plans)
+
+
+def _dims(spec):
+    from rnncap.tasks import make_task
+
+    task = make_task(spec["task"], spec["task_options"])
+    return task.n_in, task.n_out
+
+
+def test_unknown_experiment_or_preset_is_an_error():
+    with pytest.raises(RnncapError, match="unknown experiment"):
+        experiment_plans("figure-9", "quick")
+    with pytest.raises(RnncapError, match="unknown preset"):
+        experiment_plans("capacity", "huge")
+    assert PRESETS == ("smoke", "quick", "full")
+
+
+def test_every_smoke_preset_runs_and_reports(tmp_path):
+    """`rnncap reproduce all --preset smoke` then `rnncap report`: every figure written and non-empty."""
+    store, out = str(tmp_path / "smoke.sqlite"), tmp_path / "report"
+    result = runner.invoke(app, ["reproduce", "all", "--preset", "smoke", "--store", store, "--json"])
+    assert result.exit_code == 0, result.output
+    runs = {r["experiment"]: r for r in json.loads(result.stdout)["experiments"]}
+    assert set(runs) == set(EXPERIMENTS) and all(len(r["studies"]) == r["planned"] for r in runs.values())
+    again = runner.invoke(app, ["reproduce", "capacity", "--preset", "smoke", "--store", store, "--json"])
+    assert json.loads(again.stdout)["experiments"][0]["wall_time"] < 5       # resumed: nothing left to run
+
+    result = runner.invoke(app, ["report", "--store", store, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    figures = [Path(f) for f in written["figures"]]
+    assert {f.name for f in figures} >= {"capacity.png", "capacity-table.png", "relu.png", "unroll.png", "memory.png",
+                                         "text8-params.png", "text8-units.png", "rcf.png", "parens.png", "arith.png",
+                                         "random-hp.png"}
+    assert all(f.exists() and f.stat().st_size > 1000 for f in figures)
+    assert not written["not_run"]
+    text = (out / "report.md").read_text()
+    for name in EXPERIMENTS:
+        assert name in text
