@@ -84,6 +84,23 @@ def _grid(preset: str, smoke, quick, full):
     return {"smoke": smoke, "quick": quick, "full": full}[preset]
 
 
+def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dict]:
+    """The search space a preset uses, and what its trials hold fixed.
+
+    Quick and smoke presets search the narrow quick space with ``training``
+    fixed (settings known to train); full presets search everything.
+    """
+    space = "full" if preset == "full" else "quick"
+    return space, {"steps": steps, **more, **(training if space == "quick" else {})}
+
+
+def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
+    """Space, fixed settings and task options shared by the capacity-task experiments."""
+    steps = _grid(preset, 40, 5000, 20000)
+    space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
+    return space, fixed, {"n_in": _grid(preset, 8, 32, 32), "unroll": unroll, "batch_size": 256}
+
+
 # the experiments -------------------------------------------------------------------------------
 
 def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]:
@@ -91,14 +108,9 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
     depths = _grid(preset, (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (150,), (250, 500, 1000), (300, 1000, 3000, 10000, 30000, 100000))
     trials = _grid(preset, 2, 6, 300)
-    steps = _grid(preset, 40, 5000, 20000)
-    n_in = _grid(preset, 8, 32, 32)
-    space = "full" if preset == "full" else "quick"
-    fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
-    if space == "quick":
-        fixed.update(CAPACITY_TRAINING)
+    space, fixed, options = _capacity_settings(preset)
     return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=space, fixed=fixed,
-                  task_options={"n_in": n_in, "unroll": 5, "batch_size": 256})
+                  task_options=options)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
 
 
@@ -106,21 +118,11 @@ def relu_plans(preset: str) -> list[StudyPlan]:
     """Figure 2a: the cells with a choice of nonlinearity, tuned ('all') or held to ReLU ('relu')."""
     budget = _grid(preset, 150, 1000, 10000)
     trials = _grid(preset, 2, 6, 300)
-    steps = _grid(preset, 40, 5000, 20000)
-    n_in = _grid(preset, 8, 32, 32)
-    space = "full" if preset == "full" else "quick"
-    plans = []
-    for cell in CHOICE_CELLS:
-        for variant in ("all", "relu"):
-            fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
-            if space == "quick":
-                fixed.update(CAPACITY_TRAINING)
-            if variant == "relu":
-                fixed["nonlinearity"] = "relu"
-            plans.append(_plan("relu", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=fixed,
-                               task_options={"n_in": n_in, "unroll": 5, "batch_size": 256},
-                               tags={"variant": variant}))
-    return plans
+    space, fixed, options = _capacity_settings(preset)
+    variants = {"all": fixed, "relu": {**fixed, "nonlinearity": "relu"}}
+    return [_plan("relu", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=variant_fixed,
+                  task_options=options, tags={"variant": variant})
+            for cell in CHOICE_CELLS for variant, variant_fixed in variants.items()]
 
 
 def unroll_plans(preset: str) -> list[StudyPlan]:
@@ -129,14 +131,9 @@ def unroll_plans(preset: str) -> list[StudyPlan]:
     unrolls = _grid(preset, (1, 2), (1, 2, 5, 10), (1, 2, 3, 5, 8, 12, 16))
     budget = _grid(preset, 150, 500, 1000)
     trials = _grid(preset, 2, 4, 200)
-    steps = _grid(preset, 40, 5000, 20000)
-    n_in = _grid(preset, 8, 32, 32)
-    space = "full" if preset == "full" else "quick"
-    fixed = {"steps": steps, "eval_every": max(1, steps // 20)}
-    if space == "quick":
-        fixed.update(CAPACITY_TRAINING)
-    return [_plan("unroll", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=fixed,
-                  task_options={"n_in": n_in, "unroll": unroll, "batch_size": 256}, tags={"unroll": unroll})
+    settings = {unroll: _capacity_settings(preset, unroll) for unroll in unrolls}   # (space, fixed, options)
+    return [_plan("unroll", preset, "capacity", cell, 1, trials, budget=budget, space=settings[unroll][0],
+                  fixed=settings[unroll][1], task_options=settings[unroll][2], tags={"unroll": unroll})
             for cell in cells for unroll in unrolls]
 
 
@@ -146,9 +143,7 @@ def memory_plans(preset: str) -> list[StudyPlan]:
     units = _grid(preset, (2, 4), (8, 16, 24, 32, 48), (8, 16, 32, 48, 64, 80, 96, 128))
     depths = _grid(preset, (1,), (1,), (1, 2, 4))
     trials = _grid(preset, 1, 2, 50)
-    steps = _grid(preset, 40, 2000, 10000)
-    space = "full" if preset == "full" else "quick"
-    fixed = {"steps": steps, **(SEQUENCE_TRAINING if space == "quick" else {})}
+    space, fixed = _settings(preset, _grid(preset, 40, 2000, 10000), SEQUENCE_TRAINING)
     return [_plan("memory", preset, "memory", cell, depth, trials, units=n_h, space=space, fixed=fixed,
                   task_options={"n_in": n_in, "unroll": 5})
             for depth in depths for cell in ALL_CELLS for n_h in units]
@@ -159,11 +154,9 @@ def text8_plans(preset: str) -> list[StudyPlan]:
     depths = _grid(preset, (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (1500,), (5000, 20000), (10000, 30000, 100000, 300000, 1000000))
     trials = _grid(preset, 1, 2, 100)
-    steps = _grid(preset, 10, 400, 20000)
     options = _grid(preset, {"max_chars": 20000, "window": 10, "batch_size": 8, "eval_chars": 2000},
                     {"window": 50, "batch_size": 32, "eval_chars": 50000}, {})
-    space = "full" if preset == "full" else "quick"
-    fixed = {"steps": steps, **(SEQUENCE_TRAINING if space == "quick" else {})}
+    space, fixed = _settings(preset, _grid(preset, 10, 400, 20000), SEQUENCE_TRAINING)
     return [_plan("text8", preset, "text8", cell, depth, trials, budget=budget, space=space, fixed=fixed,
                   task_options=options)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
@@ -174,11 +167,9 @@ def rcf_plans(preset: str) -> list[StudyPlan]:
     depths = _grid(preset, (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (150,), (300, 1000), (300, 1000, 3000, 10000, 30000))
     trials = _grid(preset, 1, 3, 200)
-    steps = _grid(preset, 30, 3000, 20000)
     options = _grid(preset, {"n_samples": 64, "n_in": 4}, {"n_samples": 2048, "batch_size": 256},
                     {"batch_size": 256})
-    space = "full" if preset == "full" else "quick"
-    fixed = {"steps": steps, **(CAPACITY_TRAINING if space == "quick" else {})}
+    space, fixed = _settings(preset, _grid(preset, 30, 3000, 20000), CAPACITY_TRAINING)
     return [_plan("rcf", preset, "rcf", cell, depth, trials, budget=budget, space=space, fixed=fixed,
                   task_options=options)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
