@@ -10,6 +10,7 @@ training run diverged and is reported as infeasible (``train``).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Annotated, Optional
 
@@ -75,13 +76,20 @@ TimeLimit = Annotated[Optional[float], typer.Option("--time-limit", help="Stop a
 
 
 def print_json(obj) -> None:
-    typer.echo(json.dumps(obj, indent=None, sort_keys=False, default=_json_default))
+    """One line of strict JSON (NaN and infinities become null)."""
+    typer.echo(json.dumps(_plain(obj), allow_nan=False))
 
 
-def _json_default(value):
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, numpy.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def print_table(title: str, columns: list[str], rows: list[list], caption: str | None = None) -> None:
@@ -141,18 +149,16 @@ def params(
     depth: Depth = 1,
     n_in: Annotated[int, typer.Option("--n-in", help="Input size.")] = 32,
     n_out: Annotated[int, typer.Option("--n-out", help="Output size.")] = 2,
-    budget: Annotated[Optional[int], typer.Option("--budget", "-p", help="Maximum number of parameters.")] = None,
-    units: Annotated[Optional[int], typer.Option("--units", "-n", help="Units per layer (instead of --budget).")] = None,
+    budget: Budget = None,
+    units: Units = None,
     json_output: Json = False,
 ):
     """Units per layer for a parameter budget (the paper's equal-parameters rule), and the exact total."""
     from rnncap.cells import make_cell
-    from rnncap.network import count_params, param_shapes, units_for_budget
+    from rnncap.network import count_params, param_shapes
 
-    if (budget is None) == (units is None):
-        raise RnncapError("give exactly one of --budget and --units")
     the_cell = make_cell(cell)
-    n_h = units if units is not None else units_for_budget(the_cell, depth, n_in, n_out, budget)
+    n_h = _units(the_cell, depth, n_in, n_out, budget, units)
     shapes = param_shapes(the_cell, depth, n_in, n_out, n_h)
     result = {
         "cell": the_cell.name, "depth": depth, "n_in": n_in, "n_out": n_out, "budget": budget,

@@ -147,14 +147,14 @@ def measure_memory(cell: str, depth: int, n_in: int, units: list[int], *, unroll
                                    hparams, seed=seed + k)
                 outcome = run_trial(trial, device=device, time_limit=left)
                 if outcome["status"] == "done" and (best is None or outcome["objective"] < best["error"]):
-                    best = {"error": outcome["objective"], "hparams": hparams, "trials": k + 1}
+                    best = {"error": outcome["objective"], "hparams": hparams, "trial": k + 1}
                 if best is not None and best["error"] <= reference + tolerance:
                     break
             rows.append({"n_h": n_h, "params": count_params(cell, depth, n_in, n_in, n_h), "reference": reference,
                          "error": None if best is None else best["error"],
                          "gap": None if best is None else best["error"] - reference,
                          "hparams": None if best is None else best["hparams"],
-                         "trials": 0 if best is None else best["trials"]})
+                         "best_trial": None if best is None else best["trial"], "trials": k + 1})
             bar.update(len(rows), f"n_h={n_h}: {rows[-1]['error']}")
     return {"cell": cell, "depth": depth, "n_in": n_in, "unroll": unroll, "steps": steps, "rows": rows,
             "wall_time": time.perf_counter() - started}
