@@ -137,7 +137,7 @@ def measure_memory(cell: str, depth: int, n_in: int, units: list[int], *, unroll
     with ProgressBar(progress, len(units), f"memory {cell} d{depth}") as bar:
         for n_h in units:
             reference = reference_error(n_h, n_in)
-            best = None
+            best, runs = None, 0
             for k in range(trials):
                 left = _remaining(started, time_limit)
                 if left is not None and left <= 0:
@@ -146,6 +146,7 @@ def measure_memory(cell: str, depth: int, n_in: int, units: list[int], *, unroll
                 trial = make_trial("memory", {"n_in": n_in, "unroll": unroll, "seed": seed}, cell, depth, n_h,
                                    hparams, seed=seed + k)
                 outcome = run_trial(trial, device=device, time_limit=left)
+                runs += 1
                 if outcome["status"] == "done" and (best is None or outcome["objective"] < best["error"]):
                     best = {"error": outcome["objective"], "hparams": hparams, "trial": k + 1}
                 if best is not None and best["error"] <= reference + tolerance:
@@ -154,7 +155,7 @@ def measure_memory(cell: str, depth: int, n_in: int, units: list[int], *, unroll
                          "error": None if best is None else best["error"],
                          "gap": None if best is None else best["error"] - reference,
                          "hparams": None if best is None else best["hparams"],
-                         "best_trial": None if best is None else best["trial"], "trials": k + 1})
+                         "best_trial": None if best is None else best["trial"], "trials": runs})
             bar.update(len(rows), f"n_h={n_h}: {rows[-1]['error']}")
     return {"cell": cell, "depth": depth, "n_in": n_in, "unroll": unroll, "steps": steps, "rows": rows,
             "wall_time": time.perf_counter() - started}
