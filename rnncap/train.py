@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy
 
@@ -72,9 +72,6 @@ class TrainResult:
     wall_time: float
     reason: str | None = None           # why a run was infeasible
     history: list = field(default_factory=list)   # (step, loss) pairs, about 100 of them
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _history_stride(steps: int) -> int:
