@@ -12,9 +12,10 @@ RNNCAP="${RNNCAP:-rnncap}"
 nproc > "$OUT/cores.txt"
 for cell in rnn irnn ugrnn gru lstm plusrnn; do
   depth=1; [ $cell = plusrnn ] && depth=2
-  /usr/bin/time -f "%e s" -o "$OUT/memory-$cell.time" \
-    $RNNCAP memory --cell $cell --depth $depth --n-in 32 --units 8,16,24,32,48 --time-limit ${MEMORY_TIME_LIMIT:-3600} \
-    --json > "$OUT/memory-$cell.json" &
+  ( start=$SECONDS
+    $RNNCAP memory --cell $cell --depth $depth --n-in 32 --units 8,16,24,32,48 \
+      --time-limit "${MEMORY_TIME_LIMIT:-3600}" --json > "$OUT/memory-$cell.json"
+    echo "$((SECONDS - start)) s" > "$OUT/memory-$cell.time" ) &
 done
 for strategy in gp random; do
   $RNNCAP tune --study gru-capacity-$strategy --task capacity --cell gru --budget 1000 --strategy $strategy \
