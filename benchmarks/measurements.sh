@@ -7,9 +7,9 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
+nproc --all > "$OUT/cores.txt"          # before OMP_NUM_THREADS, which nproc obeys
 export PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 RNNCAP="${RNNCAP:-rnncap}"
-nproc > "$OUT/cores.txt"
 for cell in rnn irnn ugrnn gru lstm plusrnn; do
   depth=1; [ $cell = plusrnn ] && depth=2
   ( start=$SECONDS

@@ -366,7 +366,7 @@ def memory(
     units: Annotated[str, typer.Option("--units", "-n", help="Comma-separated units per layer to try.")] = "",
     unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to recall.")] = 5,
     trials: Annotated[int, typer.Option("--trials", "-k", help="Most training runs per unit count.")] = 4,
-    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 4000,
+    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 6000,
     time_limit: TimeLimit = None,
     seed: Seed = 0,
     device: Device = None,

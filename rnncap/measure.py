@@ -121,7 +121,7 @@ def measure_capacity(cell: str, depth: int, budget: int, *, n_in: int = 32, unro
 
 
 def measure_memory(cell: str, depth: int, n_in: int, units: list[int], *, unroll: int = 5, trials: int = 4,
-                   steps: int = 4000, tolerance: float = 0.01, time_limit: float | None = None, seed: int = 0,
+                   steps: int = 6000, tolerance: float = 0.01, time_limit: float | None = None, seed: int = 0,
                    device: str | None = None, progress: bool = False) -> dict:
     """Reconstruction error against units per layer; see the module docstring.
 
