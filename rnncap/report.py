@@ -92,19 +92,20 @@ PAPER_TABLE1 = {                                # percent infeasible at depth 1 
     "rnn": {1: 21.5, 8: 18.7}, "ugrnn": {1: 20.2, 8: 11.5}, "plusrnn": {1: None, 8: 8.8},
 }
 
-WHAT_IT_SHOWS = {
-    "capacity": "Bits stored by the best trial grow linearly with the parameter count, at a few bits per "
-                "parameter for every cell (paper: 3-6, about 5).",
+WHAT_IT_SHOWS = {                               # what the paper found; our numbers follow each sentence
+    "capacity": "The paper finds the bits stored by the best trial linear in the parameter count, at 3-6 "
+                "(about 5) bits per parameter for every cell.",
     "capacity-table": "How many times more parameters cell x needs than cell y to store as many bits "
                       "(> 1: x stores less per parameter).",
-    "relu": "Holding RNN-like cells to ReLU costs capacity: paper about 3.5 bits per parameter, against about 5 "
-            "when tanh is allowed.",
-    "unroll": "Bits per parameter grow with the number of unrolled steps for a few steps, then saturate.",
-    "memory": "Every cell recalls its input iff n_h >= n_in; below that the error follows "
-              "max(0, 1 - n_h/n_in), about one real number per unit.",
-    "text8": "Held-out bits per character against parameters: the cells are close at equal parameters "
-             "(and look far apart against units, Figure 3d).",
-    "rcf": "Squared error on random continuous functions against parameters: the cells are close.",
+    "relu": "The paper finds that holding RNN-like cells to ReLU costs capacity: about 3.5 bits per parameter, "
+            "against about 5 when tanh is allowed.",
+    "unroll": "The paper finds bits per parameter growing with the number of unrolled steps for a few steps, "
+              "then saturating.",
+    "memory": "The paper finds that every cell recalls its input iff n_h >= n_in, and below that follows "
+              "max(0, 1 - n_h/n_in): about one real number per unit.",
+    "text8": "Held-out bits per character against parameters; the paper finds the cells close at equal "
+             "parameters (and far apart against units, Figure 3d).",
+    "rcf": "Squared error on random continuous functions against parameters; the paper finds the cells close.",
     "parens": "Minimum (solid) and median (dashed) evaluation loss over the tuning iterations: how easily "
               "each cell trains on parallel parentheses counting.",
     "arith": "Minimum (solid) and median (dashed) evaluation loss over the tuning iterations on addition, "
