@@ -107,16 +107,20 @@ def is_weight(name: str) -> bool:
     return name.rsplit(".", 1)[-1].startswith("W")
 
 
-def add_l2(params: dict, grads: dict, l2: float) -> float:
-    """Add ``l2/2 * sum ||W||^2`` to the gradients in place; return the penalty."""
+def l2_penalty(params: dict, l2: float) -> float:
+    """``l2/2 * sum ||W||^2`` over the weight matrices."""
     if l2 == 0.0:
         return 0.0
-    penalty = 0.0
-    for k, p in params.items():
-        if is_weight(k):
-            grads[k] += l2 * p
-            penalty = penalty + (p * p).sum()           # stays on the device until the end
-    return 0.5 * l2 * float(penalty)
+    return 0.5 * l2 * float(sum((p * p).sum() for k, p in params.items() if is_weight(k)))
+
+
+def add_l2(params: dict, grads: dict, l2: float) -> float:
+    """Add the L2 penalty's gradient to ``grads`` in place; return the penalty."""
+    if l2 != 0.0:
+        for k, p in params.items():
+            if is_weight(k):
+                grads[k] += l2 * p
+    return l2_penalty(params, l2)
 
 
 def global_norm(grads: dict) -> float:

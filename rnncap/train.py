@@ -25,7 +25,7 @@ from rnncap import checkpoint as ckpt
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.optim import OPTIMIZERS, add_l2, clip_by_global_norm, learning_rate, make_optimizer
+from rnncap.optim import OPTIMIZERS, add_l2, clip_by_global_norm, l2_penalty, learning_rate, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -106,23 +106,30 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
                   first_loss=first_loss, best=best, history=history, carried=carried,
                   elapsed=elapsed_before + time.perf_counter() - started)
 
-    loss, status, reason = math.nan, "done", None
+    def diverged(value: float) -> str | None:
+        if not math.isfinite(value):
+            return f"loss became {value}"
+        if value > config.diverge_factor * max(first_loss, 1e-8):
+            return f"loss {value:.4g} exceeded {config.diverge_factor:g} x its first value {first_loss:.4g}"
+        return None
+
+    loss, status, reason, last = math.nan, "done", None, None
     stride = _history_stride(config.steps)
     with ProgressBar(progress, config.steps, f"{task.name} {net.cell.name}") as bar:
         while step < config.steps:
             batch = task.batch(step, rng)
-            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss,
-                                        carried if batch.carry else None, input_grad=False)
+            state0 = carried if batch.carry else None
+            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, state0, input_grad=False)
             carried = result.state                                            # truncated BPTT: no gradient crosses
             grads = result.grads
             loss = result.loss + add_l2(net.params, grads, config.l2)
             if first_loss is None:
                 first_loss = loss
-            if not math.isfinite(loss) or loss > config.diverge_factor * max(first_loss, 1e-8):
+            reason = diverged(loss)
+            if reason is not None:
                 status = "infeasible"
-                reason = (f"loss became {loss}" if not math.isfinite(loss) else
-                          f"loss {loss:.4g} exceeded {config.diverge_factor:g} x its first value {first_loss:.4g}")
                 break
+            last = (batch, state0)
             clip_by_global_norm(grads, config.clip)
             optimizer.update(net.params, grads, opt_state, learning_rate(config.lr, config.lr_decay, step,
                                                                          config.steps))
@@ -139,6 +146,12 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
 
     if checkpoint_path is not None and status == "done":
         save()                     # before the final evaluation, so a resumed run sees what this one saw
+    if status == "done" and last is not None:
+        # the last update is checked too: the loss on the last batch, after it
+        batch, state0 = last
+        value, _ = task.loss(net.forward(batch.x, state0).out, batch.target, batch.mask)
+        reason = diverged(float(value) + l2_penalty(net.params, config.l2))
+        status = "done" if reason is None else "infeasible"
     metrics = {}
     if status == "done":
         metrics = task.evaluate(net)

@@ -138,6 +138,19 @@ def test_absurd_learning_rate_is_infeasible_not_an_exception():
     assert "exceeded" in result.reason or "became" in result.reason
 
 
+def test_a_final_update_that_blows_up_is_infeasible(monkeypatch):
+    """The divergence rule also judges the parameters the last update left."""
+    import rnncap.train as train_module
+
+    steps = 5
+    real = train_module.learning_rate
+    monkeypatch.setattr(train_module, "learning_rate",
+                        lambda lr, decay, step, total: 1e6 if step == total - 1 else real(lr, decay, step, total))
+    net = Network("rnn", 1, 8, 2, 8, rng=0)
+    result = train(net, _tiny_capacity(), TrainConfig(optimizer="sgd", lr=1e-3, steps=steps, clip=None))
+    assert result.steps == steps and result.status == "infeasible" and result.metrics == {}
+
+
 def test_same_seed_same_run_bit_for_bit():
     runs = []
     for _ in range(2):
