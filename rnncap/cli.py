@@ -503,6 +503,27 @@ def study_export(name: Annotated[str, typer.Argument(help="The study's name.")],
                          *[r["metrics"].get(m, "") for m in metric_names], r["reason"] or ""])
 
 
+@study_app.command("delete")
+def study_delete(names: Annotated[list[str], typer.Argument(help="The studies' names.")],
+                 prefix: Annotated[bool, typer.Option(help="Treat each name as a prefix: delete every study "
+                                                      "whose name starts with it.")] = False,
+                 yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+                 store: StorePath = None):
+    """Delete studies and all their trials (to run them again from scratch)."""
+    from rnncap.store import Store
+
+    with Store(store) as db:
+        known = [s["name"] for s in db.studies()]
+        chosen = [k for k in known if any(k.startswith(n) for n in names)] if prefix else names
+        if not chosen:
+            raise RnncapError(f"no study in {db.path} starts with {', '.join(names)}")
+        if not yes and not typer.confirm(f"delete {len(chosen)} studies ({', '.join(chosen[:3])}"
+                                         f"{', ...' if len(chosen) > 3 else ''}) and their trials?"):
+            raise typer.Exit(1)
+        removed = sum(db.delete_study(name) for name in chosen)
+    typer.echo(f"deleted {len(chosen)} studies and {removed} trials from {db.path}")
+
+
 def _print_study(summary: dict, json_output: bool) -> None:
     if json_output:
         print_json(summary)

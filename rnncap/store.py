@@ -102,6 +102,15 @@ class Store:
                               "resume it with the same options, or choose another --study name")
         return stored
 
+    def delete_study(self, name: str) -> int:
+        """Remove a study and its trials (one transaction); return how many trials went."""
+        self.study(name)                                                     # a clear error if unknown
+        self.db.execute("BEGIN")
+        removed = self.db.execute("DELETE FROM trials WHERE study = ?", (name,)).rowcount
+        self.db.execute("DELETE FROM studies WHERE name = ?", (name,))
+        self.db.execute("COMMIT")
+        return removed
+
     def study(self, name: str) -> dict:
         row = self.db.execute("SELECT spec FROM studies WHERE name = ?", (name,)).fetchone()
         if row is None:

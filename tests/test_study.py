@@ -141,3 +141,7 @@ def test_study_cli_list_show_export(tmp_path):
     assert len(exported["trials"]) == 2
     bad = runner.invoke(app, ["study", "show", "missing", "--store", path])
     assert bad.exit_code == 2 and "no study 'missing'" in bad.stderr
+    deleted = runner.invoke(app, ["study", "delete", "c", "--yes", "--store", path])
+    assert deleted.exit_code == 0 and "deleted 1 studies and 2 trials" in deleted.stdout
+    assert json.loads(runner.invoke(app, ["study", "list", "--store", path, "--json"]).stdout)["studies"] == []
+    assert runner.invoke(app, ["study", "delete", "c", "--yes", "--store", path]).exit_code == 2
