@@ -92,8 +92,22 @@ class _InlineExecutor:
             future.set_exception(err)
         return future
 
-    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         pass
+
+
+class _DaskExecutor:
+    """A Dask client's concurrent.futures executor, which also closes the client when shut down."""
+
+    def __init__(self, client):
+        self.client, self.executor = client, client.get_executor()
+
+    def submit(self, fn, *args) -> Future:
+        return self.executor.submit(fn, *args)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.executor.shutdown(wait=wait)
+        self.client.close()
 
 
 def make_executor(workers: int, scheduler: str | None = None):
@@ -104,7 +118,7 @@ def make_executor(workers: int, scheduler: str | None = None):
         except ImportError:
             raise RnncapError("--scheduler needs Dask: pip install 'rnncap[dask]'") from None
         try:
-            return Client(scheduler, timeout=30).get_executor()
+            return _DaskExecutor(Client(scheduler, timeout=30))
         except OSError as err:
             raise RnncapError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     if workers < 1:
@@ -168,7 +182,9 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
                     finished += 1
                     bar.update(finished, _best_text(store, name, spec))
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
+            for future in in_flight:                 # on an error or Ctrl-C: start nothing more
+                future.cancel()
+            executor.shutdown(wait=True)
     summary = summarize(store, name)
     summary["wall_time"] = time.perf_counter() - started
     return summary
