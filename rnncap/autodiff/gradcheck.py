@@ -49,7 +49,7 @@ from typing import NamedTuple
 import numpy
 
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
-from rnncap.backend import to_numpy
+from rnncap.backend import CHECK_DTYPE, to_numpy
 
 DEFAULT_EPS = 1e-4        # truncation error ~ ε^4, round-off ~ eps_mach / ε
 MAX_EPS = 1e-3
@@ -84,7 +84,7 @@ def _zero_pattern(tape):
 def gradcheck(net, x, target, mask=None, loss=None, state0=None, *, mode: str = "entries",
               eps: float = DEFAULT_EPS, directions: int = 3, rng=None) -> GradcheckResult:
     """Compare ``net``'s float64 gradients with central differences; see the module docstring."""
-    if net.dtype != numpy.float64:
+    if net.dtype != CHECK_DTYPE:
         raise ValueError("gradient checks need a float64 network (Network(..., dtype=numpy.float64))")
     if mode not in ("entries", "directions"):
         raise ValueError(f"mode must be 'entries' or 'directions', got {mode!r}")
@@ -173,7 +173,7 @@ def random_check_case(cell: str, depth: int, *, nonlinearity: str | None = None,
 
     hp = CellHParams(nonlinearity=nonlinearity, b_fg=float(rng.uniform(-1, 2)),
                      b_fg_y=float(rng.uniform(-1, 2)), bias_scale=0.5)
-    net = Network(cell, depth, n_in, n_out, n_h, hp, rng, xp=xp, dtype=numpy.float64)
+    net = Network(cell, depth, n_in, n_out, n_h, hp, rng, xp=xp, dtype=CHECK_DTYPE)
     for name, value in net.params.items():                                  # nonzero biases and h0, c0
         net.params[name] = value + xp.asarray(rng.normal(0.0, 0.3, value.shape))
     loss = make_loss(loss_name, heads)

@@ -92,7 +92,7 @@ class CapacityTask(FixedDatasetTask):
         p = float((predicted == self.labels).mean())
         bits = mutual_information_bits(self.config.n_samples, p)
         loss, _ = self.loss(out, self.target, self.mask)
-        return {"accuracy": p, "bits": bits, "bits_per_parameter": bits / net.n_params,
+        return {"accuracy": p, "bits": bits, "bits_per_parameter": bits_per_parameter(bits, net.n_params),
                 "loss": float(loss), "b": self.config.n_samples}
 
     def describe(self) -> dict:
