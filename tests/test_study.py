@@ -123,7 +123,8 @@ def test_summary_curves_on_a_synthetic_store(tmp_path):
         summary = summarize(store, "syn")
     assert [c["best"] for c in summary["curve"]] == [5.0, 5.0, 3.0, 3.0, 3.0]
     assert [c["median"] for c in summary["curve"]] == [5.0, 5.0, 4.0, 4.0, 4.0]
-    assert summary["infeasible_fraction"] == 0.2 and summary["failed"] == 1 and summary["best"]["number"] == 2
+    # Table 1's rule: infeasible / (done + infeasible); the failed trial counts on neither side
+    assert summary["infeasible_fraction"] == 0.25 and summary["failed"] == 1 and summary["best"]["number"] == 2
 
 
 def test_study_cli_list_show_export(tmp_path):

@@ -25,9 +25,13 @@ from rnncap.errors import RnncapError
 from rnncap.tasks.base import Batch, Task, present_then_read
 
 
-def reference_error(n_h: int, n_in: int) -> float:
-    """Normalised error of the best ``n_h``-dimensional linear reconstruction of i.i.d. inputs."""
-    return max(0.0, 1.0 - n_h / n_in)
+def reference_error(n_h, n_in: int):
+    """Normalised error of the best ``n_h``-dimensional linear reconstruction of i.i.d. inputs.
+
+    ``max(0, 1 - n_h / n_in)``: a float for a number ``n_h``, an array for an array of them.
+    """
+    value = numpy.maximum(0.0, 1.0 - numpy.asarray(n_h, dtype=float) / n_in)
+    return float(value) if value.ndim == 0 else value
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,17 @@ def _best_text(store: Store, name: str, spec: dict) -> str:
     return f"best {spec['objective']} {best:.4g}"
 
 
+def infeasible_fraction(infeasible: int, done: int) -> float:
+    """The fraction of trials that diverged, as the paper's Table 1 counts it: ``infeasible / (done + infeasible)``.
+
+    A ``failed`` trial (an exception: a bug or a machine fault, not the
+    network's trainability) counts on neither side, and neither does one still
+    running. NaN when no trial has finished as done or infeasible.
+    """
+    total = infeasible + done
+    return infeasible / total if total else math.nan
+
+
 def summarize(store: Store, name: str) -> dict:
     """A study at a glance: its best trial, the fraction infeasible, and Figure 4's two curves.
 
@@ -235,8 +246,8 @@ def summarize(store: Store, name: str) -> dict:
         "study": name, "spec": spec, "trials": len(finished), "running": len(rows) - len(finished),
         "done": len(feasible), "infeasible": sum(r["status"] == "infeasible" for r in finished),
         "failed": sum(r["status"] == "failed" for r in finished),
-        "infeasible_fraction": (sum(r["status"] == "infeasible" for r in finished) / len(finished)
-                                if finished else math.nan),
+        "infeasible_fraction": infeasible_fraction(sum(r["status"] == "infeasible" for r in finished),
+                                                   len(feasible)),
         "best": None if best is None else {k: best[k] for k in ("number", "objective", "hparams", "metrics")},
         "curve": curve,
     }
