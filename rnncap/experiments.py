@@ -19,31 +19,21 @@ Running an experiment is running its studies (:func:`reproduce`), so it is
 resumable: studies already finished are skipped, a half-finished one
 continues.
 
-=============== =========== ==================================================
-experiment      figure      what it measures
-=============== =========== ==================================================
-capacity        1a-h        bits stored and bits per parameter vs parameters
-capacity-table  1i          parameter multiplier between cells (same studies)
-relu            2a          best bits per parameter, ReLU only vs tuned
-unroll          2b          bits per parameter vs unrolled steps
-memory          2c          recall error vs units, with max(0, 1 - n_h/n_in)
-text8           3a-d        bits per character vs parameters (and vs units)
-rcf             3           squared error vs parameters
-parens          4           min and median loss vs tuning iteration
-arith           4           min and median loss vs tuning iteration
-random-hp       5, table 1  random hyperparameters: losses, fraction infeasible
-=============== =========== ==================================================
+:data:`EXPERIMENTS` is the one list of experiments: their order, the paper's
+figure each reproduces, what the paper found, the studies each runs and the
+report section that draws it. The CLI, the report and the tests all read it,
+so adding an experiment is adding one entry there.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.tune.study import run_study, study_spec
 
 PRESETS = ("smoke", "quick", "full")
 ALL_CELLS = tuple(CELLS)                        # rnn, irnn, ugrnn, gru, lstm, plusrnn
@@ -70,6 +60,8 @@ def _depth_for(cell: str, depth: int) -> int:
 
 def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials: int, *, budget=None, units=None,
           task_options=None, fixed=None, strategy="gp", space="quick", tags=None, seed=0) -> StudyPlan:
+    from rnncap.tune.study import study_spec        # here, not above: the registry stays cheap to import (--help)
+
     depth = _depth_for(cell, depth)
     tags = {"experiment": experiment, "preset": preset, **(tags or {})}
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
@@ -209,26 +201,83 @@ def random_hp_plans(preset: str) -> list[StudyPlan]:
 
 @dataclass(frozen=True)
 class Experiment:
-    name: str
-    figure: str
-    summary: str
-    plans: object                          # preset -> list[StudyPlan]
+    """One of the paper's figures or tables: the studies that reproduce it and the report section that draws it."""
+
+    name: str                                        # `rnncap reproduce NAME`
+    figure: str                                      # the paper's figure or table it reproduces
+    summary: str                                     # what it measures, in one line
+    finding: str                                     # what the paper found: the report's opening sentence
+    plans: Callable[[str], list[StudyPlan]]          # preset -> the studies to run
+    section: str                                     # "module:function" that draws it (rnncap.report imports it)
+    studies_of: str | None = None                    # the experiment whose studies it reads, if not its own
+
+    @property
+    def source(self) -> str:
+        """The experiment whose studies this one reads: its own, or ``studies_of``."""
+        return self.studies_of or self.name
 
 
 EXPERIMENTS = {e.name: e for e in (
-    Experiment("capacity", "1a-h", "bits and bits per parameter against parameters", capacity_plans),
-    Experiment("capacity-table", "1i", "parameter multiplier between cells for equal capacity",
-               lambda preset: capacity_plans(preset)),
-    Experiment("relu", "2a", "bits per parameter, ReLU only against tuned nonlinearity", relu_plans),
-    Experiment("unroll", "2b", "bits per parameter against unrolled steps", unroll_plans),
-    Experiment("memory", "2c", "recall error against units, with the reference curve", memory_plans),
-    Experiment("text8", "3a-d", "bits per character against parameters and units", text8_plans),
-    Experiment("rcf", "3", "squared error against parameters", rcf_plans),
-    Experiment("parens", "4", "min and median loss against tuning iteration", parens_plans),
-    Experiment("arith", "4", "min and median loss against tuning iteration", arith_plans),
-    Experiment("random-hp", "5, table 1", "random hyperparameters: losses and fraction infeasible",
-               random_hp_plans),
+    Experiment(
+        "capacity", "1a-h", "bits and bits per parameter against parameters",
+        "The paper finds the bits stored by the best trial linear in the parameter count, at 3-6 (about 5) bits "
+        "per parameter for every cell.",
+        capacity_plans, "rnncap.report.capacity:capacity_section"),
+    Experiment(
+        "capacity-table", "1i", "parameter multiplier between cells for equal capacity",
+        "How many times more parameters cell x needs than cell y to store as many bits (> 1: x stores less per "
+        "parameter).",
+        capacity_plans, "rnncap.report.capacity:capacity_table_section", studies_of="capacity"),
+    Experiment(
+        "relu", "2a", "bits per parameter, ReLU only against tuned nonlinearity",
+        "The paper finds that holding RNN-like cells to ReLU costs capacity: about 3.5 bits per parameter, against "
+        "about 5 when tanh is allowed.",
+        relu_plans, "rnncap.report.capacity:relu_section"),
+    Experiment(
+        "unroll", "2b", "bits per parameter against unrolled steps",
+        "The paper finds bits per parameter growing with the number of unrolled steps for a few steps, then "
+        "saturating.",
+        unroll_plans, "rnncap.report.capacity:unroll_section"),
+    Experiment(
+        "memory", "2c", "recall error against units, with the reference curve",
+        "The paper finds that every cell recalls its input iff n_h >= n_in, and below that follows "
+        "max(0, 1 - n_h/n_in): about one real number per unit.",
+        memory_plans, "rnncap.report.memory:memory_section"),
+    Experiment(
+        "text8", "3a-d", "bits per character against parameters and units",
+        "Held-out bits per character against parameters; the paper finds the cells close at equal parameters "
+        "(and far apart against units, Figure 3d).",
+        text8_plans, "rnncap.report.tasks:text8_section"),
+    Experiment(
+        "rcf", "3", "squared error against parameters",
+        "Squared error on random continuous functions against parameters; the paper finds the cells close.",
+        rcf_plans, "rnncap.report.tasks:rcf_section"),
+    Experiment(
+        "parens", "4", "min and median loss against tuning iteration",
+        "Minimum (solid) and median (dashed) evaluation loss over the tuning iterations: how easily each cell "
+        "trains on parallel parentheses counting.",
+        parens_plans, "rnncap.report.tuning:parens_section"),
+    Experiment(
+        "arith", "4", "min and median loss against tuning iteration",
+        "Minimum (solid) and median (dashed) evaluation loss over the tuning iterations on addition, the hardest "
+        "task.",
+        arith_plans, "rnncap.report.tuning:arith_section"),
+    Experiment(
+        "random-hp", "5, table 1", "random hyperparameters: losses and fraction infeasible",
+        "Final losses of random hyperparameter sets (feasible trials) and the fraction of sets whose training "
+        "diverged, beside the paper's Table 1.",
+        random_hp_plans, "rnncap.report.tuning:random_hp_section"),
 )}
+
+
+def experiment_names() -> list[str]:
+    """Every experiment's name, in the paper's order."""
+    return list(EXPERIMENTS)
+
+
+def experiments_help() -> str:
+    """The experiments with the paper's figure each reproduces, for the CLI's help."""
+    return ", ".join(f"{e.name} (Fig. {e.figure})" for e in EXPERIMENTS.values()) + "; 'all' for every one."
 
 
 def experiment_plans(name: str, preset: str) -> list[StudyPlan]:
@@ -243,6 +292,8 @@ def experiment_plans(name: str, preset: str) -> list[StudyPlan]:
 def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, scheduler: str | None = None,
               device: str | None = None, progress: bool = False, time_limit: float | None = None) -> dict:
     """Run every study of an experiment (resuming where the store says it stopped)."""
+    from rnncap.tune.study import run_study
+
     started = time.perf_counter()
     plans = experiment_plans(name, preset)
     done = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 from rnncap.cli import app
 from rnncap.errors import RnncapError
-from rnncap.experiments import EXPERIMENTS, PRESETS, experiment_plans
+from rnncap.experiments import EXPERIMENTS, PRESETS, experiment_names, experiment_plans, experiments_help
 from rnncap.network import count_params
 
 runner = CliRunner()
@@ -24,6 +26,7 @@ def test_grids_are_well_formed(name, preset):
     for plan in plans:
         spec = plan.spec
         assert spec["tags"]["experiment"] in (name, "capacity") and spec["tags"]["preset"] == preset
+        assert spec["tags"]["experiment"] == EXPERIMENTS[name].source          # capacity-table runs capacity's
         assert not (spec["cell"] == "plusrnn" and spec["depth"] < 2)        # +RNN never at depth 1
         assert plan.trials >= 1 and spec["n_h"] >= 1
         if spec["budget"] is not None:
@@ -58,6 +61,22 @@ def test_unknown_experiment_or_preset_is_an_error():
     with pytest.raises(RnncapError, match="unknown preset"):
         experiment_plans("capacity", "huge")
     assert PRESETS == ("smoke", "quick", "full")
+
+
+def test_the_registry_lists_every_experiment_once_for_the_cli():
+    assert experiment_names() == list(EXPERIMENTS)
+    assert experiment_names()[:2] == ["capacity", "capacity-table"]           # the paper's order
+    text = experiments_help()
+    for experiment in EXPERIMENTS.values():
+        assert f"{experiment.name} (Fig. {experiment.figure})" in text
+    assert "'all'" in text
+
+
+def test_the_registry_imports_without_the_tuner_or_matplotlib():
+    """The CLI's --help reads the registry: it should not wait for scipy or matplotlib to load."""
+    code = ("import sys, rnncap.experiments as e\ne.experiments_help()\n"
+            "heavy = [m for m in ('scipy', 'matplotlib') if m in sys.modules]\nassert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_every_smoke_preset_runs_and_reports(tmp_path):

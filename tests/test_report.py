@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy
 import pytest
 
 from rnncap.experiments import EXPERIMENTS, experiment_plans
-from rnncap.report import (CELL_COLORS, CELL_LABELS, CELL_ORDER, PAPER_TABLE1, capacity_slope, choose_preset,
-                           infeasible_fraction, memory_reference, multiplier_table, write_report)
+from rnncap.report import (CELL_COLORS, CELL_LABELS, CELL_ORDER, PAPER_BITS_BAND, PAPER_TABLE1, capacity_headline,
+                           capacity_slope, choose_preset, multiplier_table, write_report)
+from rnncap.report.write import section_function
 from rnncap.store import Store
+from rnncap.tasks.memory import reference_error
+from rnncap.tune.study import infeasible_fraction, summarize
 
 EXPECTED_FIGURES = {
     "capacity": ["capacity.png"], "capacity-table": ["capacity-table.png"], "relu": ["relu.png"],
@@ -28,8 +33,8 @@ def fake_outcome(spec: dict, rng: numpy.random.Generator) -> tuple[float, dict]:
         return bits, {"bits": bits, "bits_per_parameter": bits / params, "accuracy": 0.9, "b": 2 * params}
     if task == "memory":
         n_in = spec["task_options"].get("n_in", 64)
-        error = float(memory_reference(spec["n_h"], n_in)) + rng.uniform(0, 0.05)
-        return error, {"error": error, "reference": float(memory_reference(spec["n_h"], n_in)), "n_h": spec["n_h"]}
+        error = reference_error(spec["n_h"], n_in) + rng.uniform(0, 0.05)
+        return error, {"error": error, "reference": reference_error(spec["n_h"], n_in), "n_h": spec["n_h"]}
     if task == "text8":
         bpc = 1.5 + 10 / params ** 0.3 + rng.uniform(0, 0.1)
         return bpc, {"bpc": bpc, "test_bpc": bpc, "unigram_bpc": 4.1}
@@ -95,16 +100,18 @@ def full_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     rng = numpy.random.default_rng(0)
     with Store(root / "s.sqlite") as store:
-        for experiment in EXPERIMENTS:
-            if experiment != "capacity-table":                 # capacity-table reads capacity's studies
-                plant_experiment(store, experiment, rng)
+        for experiment in EXPERIMENTS.values():
+            if experiment.studies_of is None:                  # capacity-table reads capacity's studies
+                plant_experiment(store, experiment.name, rng)
         result = write_report(store, root / "out")
     return root / "out", result
 
 
 def test_every_experiment_gets_its_figures(full_report):
     out, result = full_report
+    assert set(EXPECTED_FIGURES) == set(EXPERIMENTS)            # a new experiment names its figures here
     assert result["not_run"] == []
+    assert list(result["figures_by_experiment"]) == list(EXPERIMENTS)          # the registry's order
     for experiment, names in EXPECTED_FIGURES.items():
         assert [p.split("/")[-1] for p in result["figures_by_experiment"][experiment]] == names
         for name in names:
@@ -135,12 +142,16 @@ def test_the_bits_per_parameter_table_and_multipliers_come_from_the_planted_bits
     assert multipliers["all depths"]["plusrnn"]["rnn"] == pytest.approx(1.0, abs=0.4)
 
 
-def test_trial_counts_and_wall_time_are_reported(full_report):
-    out, _ = full_report
+def test_trial_counts_and_trial_time_are_reported(full_report):
+    out, result = full_report
     text = (out / "report.md").read_text()
     n = len(experiment_plans("relu", "smoke"))
     assert f"{n} studies, {3 * n} trials ({3 * n} feasible" in text
-    assert f"total trial wall time {3 * n * 1.5:.1f} s" in text
+    assert f"trial time (sum) {3 * n * 1.5:.1f} s" in text                   # the trials' own times, added up
+    assert "wall time" not in text
+    relu = result["experiments"]["relu"]
+    assert relu["trial_time"] == pytest.approx(3 * n * 1.5)
+    assert 0 <= relu["elapsed"] < 60                                         # first start to last finish
 
 
 def test_a_missing_experiment_is_reported_as_not_run_and_the_infeasible_table_matches(tmp_path):
@@ -158,9 +169,11 @@ def test_a_missing_experiment_is_reported_as_not_run_and_the_infeasible_table_ma
     assert list(result["figures_by_experiment"]) == ["random-hp"]
     assert result["experiments"]["random-hp"]["infeasible"] == sum(i for i, _ in planted.values())
     text = (tmp_path / "out" / "report.md").read_text()
+    not_run = [line for line in text.splitlines() if line.startswith("Not run")]
+    assert len(not_run) == 1 and text.lower().count("not run") == 1          # said once, on one line
     for experiment in result["not_run"]:
-        section = text.split(f"## {experiment} (")[1].split("## ")[0]
-        assert "Not run" in section
+        assert f"## {experiment} (" not in text                              # no empty section
+        assert f"{experiment} (Figure {EXPERIMENTS[experiment].figure})" in not_run[0]
     fractions = result["tables"]["random-hp"]["infeasible_fraction"]
     for (cell, depth), (infeasible, done) in planted.items():
         assert fractions[cell][str(depth)] == pytest.approx(infeasible / (infeasible + done))
@@ -206,3 +219,67 @@ def test_presets_are_reported_once_each_and_the_others_named(tmp_path):
     assert result["presets"] == {"unroll": "quick"}
     assert "unroll: smoke (2 studies)" in (tmp_path / "all" / "report.md").read_text()
     assert only_smoke["presets"] == {"unroll": "smoke"}
+
+
+# one registry, one count, one headline ------------------------------------------------------------
+
+def test_every_experiment_in_the_registry_has_a_section_that_draws_it():
+    for experiment in EXPERIMENTS.values():
+        assert experiment.source in EXPERIMENTS and EXPERIMENTS[experiment.source].studies_of is None
+        assert experiment.finding and experiment.figure and experiment.summary
+        assert callable(section_function(experiment))
+
+
+def test_the_report_and_summarize_count_the_infeasible_fraction_alike(tmp_path):
+    """Failed trials count on neither side: 3 done, 1 infeasible, 1 failed is 1 / 4 in both."""
+    plan = next(p for p in experiment_plans("random-hp", "smoke") if (p.spec["cell"], p.spec["depth"]) == ("gru", 1))
+    with Store(tmp_path / "s.sqlite") as store:
+        plant(store, plan.name, plan.spec, ["done", "infeasible", "done", "failed", "done"],
+              numpy.random.default_rng(4))
+        result = write_report(store, tmp_path / "out")
+        summary = summarize(store, plan.name)
+    assert summary["infeasible_fraction"] == 0.25
+    assert result["tables"]["random-hp"]["infeasible_fraction"]["gru"]["1"] == 0.25
+    assert result["experiments"]["random-hp"]["failed"] == summary["failed"] == 1
+    assert "25.0 % (1 of 4), 1 failed" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_depth_with_one_cell_gets_no_multiplier_table_and_the_text_says_why(full_report):
+    out, result = full_report
+    multipliers = result["tables"]["capacity-table"]["multiplier"]
+    assert set(multipliers) == {"depth 1", "all depths"}                      # the +RNN alone at depth 2
+    assert result["tables"]["capacity-table"]["not_drawn"] == {"depth 2": ["plusrnn"]}
+    text = (out / "report.md").read_text()
+    assert "Depth 2 is not tabled: only +RNN has feasible trials there" in text
+    assert "Multiplier, depth 2" not in text
+
+
+def test_the_capacity_headline_has_one_row_per_cell_and_depth_with_the_best_budget(tmp_path):
+    rng = numpy.random.default_rng(5)
+    with Store(tmp_path / "s.sqlite") as store:
+        assert capacity_headline(store) == []
+        plans = plant_experiment(store, "capacity", rng)
+        plant_experiment(store, "relu", rng)                                  # other experiments are ignored
+        rows = capacity_headline(store)
+        expected = {}
+        for plan in plans:
+            spec = plan.spec
+            best = max(r["objective"] for r in store.trials(plan.name)) / spec["params"]
+            expected[(spec["cell"], spec["depth"])] = max(best, expected.get((spec["cell"], spec["depth"]), 0.0))
+    assert [(r["cell"], r["depth"]) for r in rows] == [(c, d) for c, d in sorted(expected, key=lambda k: k[1])]
+    for row in rows:
+        assert row["bits_per_parameter"] == pytest.approx(expected[(row["cell"], row["depth"])])
+        assert row["bits"] == pytest.approx(row["bits_per_parameter"] * row["params"])
+        assert row["params"] <= row["budget"] and row["preset"] == "smoke" and row["trials"] == 3
+        assert row["paper_band"] == PAPER_BITS_BAND == (3.0, 6.0) and row["paper_typical"] == 5.0
+        assert row["in_paper_band"] == (3.0 <= row["bits_per_parameter"] <= 6.0)
+    json.dumps(rows, allow_nan=False)
+
+
+def test_the_headline_reads_the_store_without_matplotlib(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        plant_experiment(store, "capacity", numpy.random.default_rng(6))
+    code = ("import sys\nfrom rnncap.report import capacity_headline\nfrom rnncap.store import Store\n"
+            f"rows = capacity_headline(Store({str(tmp_path / 's.sqlite')!r}))\n"
+            "assert rows and 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'matplotlib' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True)
