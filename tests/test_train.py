@@ -1,4 +1,5 @@
-"""Training: optimisers, divergence, checkpoints, determinism, and the two capacity measurements."""
+"""Training: optimisers, divergence, checkpoints, determinism; the memory task's metric. (The two
+capacity measurements: test_measure.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typer.testing import CliRunner
 
 from rnncap.cli import app
 from rnncap.errors import RnncapError
-from rnncap.measure import measure_capacity, measure_memory
 from rnncap.network import Network
 from rnncap.optim import SGD, Adam, RMSProp, add_l2, clip_by_global_norm, global_norm, learning_rate
 from rnncap.tasks.capacity import CapacityConfig, CapacityTask, binary_entropy, mutual_information_bits
@@ -213,14 +213,7 @@ def test_unreadable_and_foreign_checkpoints_are_one_line_errors(tmp_path):
         run_trial(other, checkpoint_path=good, resume=True)
 
 
-# the two measurements ----------------------------------------------------------------------
-
-def test_memory_task_reaches_the_reference_curve():
-    """n_in = 8: every n_h within 0.05 of max(0, 1 - n_h / 8)."""
-    result = measure_memory("gru", 1, 8, [2, 4, 8, 12], trials=3, steps=1500)
-    for row in result["rows"]:
-        assert abs(row["error"] - row["reference"]) < 0.05, row
-
+# the memory task's metric ------------------------------------------------------------------
 
 def test_memory_task_metric_on_a_perfect_and_a_silent_network():
     task = MemoryTask(MemoryConfig(n_in=4, eval_samples=64))
@@ -228,14 +221,6 @@ def test_memory_task_metric_on_a_perfect_and_a_silent_network():
     for k in net.params:
         net.params[k][...] = 0.0
     assert math.isclose(task.evaluate(net)["error"], 1.0, rel_tol=1e-6)   # predicts 0: error = E|u|^2 / E|u|^2
-
-
-def test_measure_capacity_searches_b_and_reports_the_best():
-    result = measure_capacity("rnn", 1, 200, n_in=8, unroll=3, trials=5, steps=150)
-    assert result["trials"] == 5 and len({r["b"] for r in result["runs"]}) >= 3
-    best = result["best"]
-    assert best["bits"] == max(r["bits"] for r in result["runs"]) > 0
-    assert math.isclose(best["bits_per_parameter"], best["bits"] / result["params"])
 
 
 # CLI ---------------------------------------------------------------------------------------
@@ -252,15 +237,6 @@ def test_cli_train_infeasible_exits_3():
     result = runner.invoke(app, ["train", "--cell", "rnn", "--units", "4", "-o", "n_samples=30", "--steps", "100",
                                  "--lr", "10000", "--clip", "0", "--json"])
     assert result.exit_code == 3 and json.loads(result.stdout)["status"] == "infeasible"
-
-
-def test_cli_capacity_and_memory_json():
-    out = json.loads(runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "150", "--n-in", "6",
-                                         "--trials", "2", "--steps", "30", "--json"]).stdout)
-    assert out["best"]["bits_per_parameter"] >= 0 and out["trials"] == 2
-    out = json.loads(runner.invoke(app, ["memory", "--cell", "lstm", "--n-in", "4", "--units", "2,4",
-                                         "--trials", "1", "--steps", "50", "--json"]).stdout)
-    assert [r["n_h"] for r in out["rows"]] == [2, 4] and out["rows"][0]["reference"] == 0.5
 
 
 @pytest.mark.parametrize("args,message", [

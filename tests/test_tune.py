@@ -16,8 +16,8 @@ from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.trial import split_hparams
 from rnncap.tune import gp
-from rnncap.tune.gp import (FeasibilityModel, GaussianProcess, GPOptimizer, RandomSearch, expected_improvement,
-                            make_strategy)
+from rnncap.tune.gp import FeasibilityModel, GaussianProcess, expected_improvement
+from rnncap.tune.strategies import GPOptimizer, RandomSearch, SampleSearch, make_strategy
 from rnncap.tune.space import Categorical, Real, SearchSpace, samples_for, search_space, split_task_hparams
 from rnncap.tune.testfunctions import BRANIN, HARTMANN6, benchmark, censored_median, evaluations_to_target
 

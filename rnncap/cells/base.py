@@ -107,6 +107,12 @@ class Cell:
             shapes[f"{state}0"] = (n_h,)
         return shapes
 
+    def param_formula(self) -> str:
+        """:meth:`param_shapes` counted, in words: e.g. ``3N(n_in + N + 1) + N`` for the GRU."""
+        G, S = self.gates, len(self.state_names)
+        gates = f"{G}N(n_in + N + 1)" if G > 1 else "N(n_in + N + 1)"
+        return f"{gates} + {S}N" if S > 1 else f"{gates} + N"
+
     def init_params(self, rng: numpy.random.Generator, n_in: int, n_h: int,
                     hp: CellHParams) -> dict[str, numpy.ndarray]:
         """Float64 NumPy parameters; the network casts and moves them."""

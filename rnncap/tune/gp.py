@@ -1,4 +1,8 @@
-"""Gaussian-process Bayesian optimisation in the unit cube, in the style of Spearmint.
+"""Gaussian-process Bayesian optimisation in the unit cube, in the style of Spearmint: the model.
+
+This module is the mathematics: the kernel, the hyperparameter fit, the
+posterior, expected improvement and the feasibility model.
+:class:`rnncap.tune.strategies.GPOptimizer` is the search that uses them.
 
 The paper tunes every point with Spearmint (Snoek, Larochelle & Adams 2012):
 model the objective ``f(u)`` of the hyperparameters ``u in [0, 1]^d`` with a
@@ -80,8 +84,8 @@ add wake-up latency: on a busy two-core machine, OpenBLAS's default threads
 made suggestions 10-20 times slower (the triangular solves of ``cho_solve``
 and L-BFGS-B's own LAPACK calls waited milliseconds each for a second core).
 :meth:`GPOptimizer.suggest` therefore runs under :func:`one_blas_thread`,
-which limits BLAS to one thread with ``threadpoolctl`` when it is installed;
-without it, set ``OPENBLAS_NUM_THREADS=1`` (the benchmark script does).
+which limits BLAS to one thread with ``threadpoolctl``; that also makes a
+study's suggestions the same whatever the machine's BLAS thread count.
 
 **Phases.** The first ``n_initial`` suggestions (``max(3, d + 1)`` by
 default, counting pending ones) are uniform draws. Until two feasible values
@@ -91,22 +95,15 @@ candidate farthest from every observed and pending point.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import NamedTuple
 
 import numpy
 from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-from rnncap.errors import RnncapError
-from rnncap.tune.space import SearchSpace
 
-try:                                     # optional: see one_blas_thread
-    from threadpoolctl import threadpool_limits
-except ImportError:                      # pragma: no cover - depends on the environment
-    threadpool_limits = None
+from threadpoolctl import threadpool_limits
 
 SQRT5 = math.sqrt(5.0)
 
@@ -125,9 +122,12 @@ JITTERS = (0.0, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2)   # added to the diagonal, in tur
 
 
 def one_blas_thread():
-    """A context in which BLAS runs on one thread (with ``threadpoolctl``; otherwise a no-op)."""
-    if threadpool_limits is None:
-        return contextlib.nullcontext()
+    """A context in which BLAS runs on one thread.
+
+    For speed (see **Speed** above) and for reproducibility: a multi-threaded
+    BLAS may sum in another order, and the GP's suggestions, fed back into
+    its own fits, would drift apart from one machine to the next.
+    """
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -141,11 +141,16 @@ def scaled_sq_distances(A: numpy.ndarray, B: numpy.ndarray, lengthscales: numpy.
     return numpy.maximum(r2, 0.0)                                     # rounding can dip below zero
 
 
+def matern52_parts(r2: numpy.ndarray, signal_var: float):
+    """(K) from squared scaled distances ``r2``, with ``r`` and ``exp(-sqrt5 r)``, which its derivatives reuse."""
+    r = numpy.sqrt(r2)
+    decay = numpy.exp(-SQRT5 * r)
+    return signal_var * (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * decay, r, decay
+
+
 def matern52(A: numpy.ndarray, B: numpy.ndarray, lengthscales: numpy.ndarray, signal_var: float) -> numpy.ndarray:
     """The Matérn 5/2 kernel (K) between the rows of ``A`` and ``B``: shape (n, m)."""
-    r2 = scaled_sq_distances(A, B, lengthscales)                      # (n, m)
-    r = numpy.sqrt(r2)                                                # (n, m)
-    return signal_var * (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * numpy.exp(-SQRT5 * r)   # (n, m)
+    return matern52_parts(scaled_sq_distances(A, B, lengthscales), signal_var)[0]   # (n, m)
 
 
 def unpack(theta: numpy.ndarray) -> tuple[numpy.ndarray, float, float]:
@@ -187,10 +192,7 @@ def negative_log_marginal_likelihood(theta: numpy.ndarray, X: numpy.ndarray, y: 
     """
     n, d = X.shape
     lengthscales, signal_var, noise_var = unpack(theta)
-    r2 = scaled_sq_distances(X, X, lengthscales)                      # (n, n)
-    r = numpy.sqrt(r2)                                                # (n, n)
-    decay = numpy.exp(-SQRT5 * r)                                     # (n, n)
-    K_f = signal_var * (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * decay   # (K) (n, n)
+    K_f, r, decay = matern52_parts(scaled_sq_distances(X, X, lengthscales), signal_var)   # (K) (n, n) each
     factor = cholesky_with_jitter(K_f + noise_var * numpy.eye(n))
     alpha = cho_solve(factor, y)                                      # K^-1 y  (n,)
     log_det = 2.0 * numpy.log(numpy.diag(factor[0])).sum()
@@ -271,10 +273,7 @@ class GaussianProcess:
         so ``dmu = dk^T alpha`` and ``dsigma^2 = -2 dk^T K^-1 k``.
         """
         diff = x[None, :] - self.X                                    # (n, d)
-        r2 = ((diff / self.lengthscales) ** 2).sum(1)                 # (n,)
-        r = numpy.sqrt(r2)                                            # (n,)
-        decay = numpy.exp(-SQRT5 * r)                                 # (n,)
-        k = self.signal_var * (1.0 + SQRT5 * r + (5.0 / 3.0) * r2) * decay   # (K) (n,)
+        k, r, decay = matern52_parts(((diff / self.lengthscales) ** 2).sum(1), self.signal_var)   # (K) (n,) each
         dk_dr2 = -(5.0 / 6.0) * self.signal_var * (1.0 + SQRT5 * r) * decay   # dk / d(r^2)  (n,)
         dk = 2.0 * dk_dr2[:, None] * diff / self.lengthscales**2     # (n, d)
         v = cho_solve(self.factor, k)                                 # K^-1 k  (n,)
@@ -328,211 +327,3 @@ class FeasibilityModel:
         z = (mean - self.threshold) / std
         dz = dmean / std - (mean - self.threshold) * dvar / (2.0 * std**3)   # (d,)
         return float(norm.cdf(z)), norm.pdf(z) * dz
-
-
-# the strategies --------------------------------------------------------------------------
-
-class Model(NamedTuple):
-    """What one call of :meth:`GPOptimizer.suggest` fits once and reuses for every point of a batch."""
-
-    X: numpy.ndarray                    # feasible observed points (n_f, d)
-    y: numpy.ndarray                    # their standardised values (n_f,)
-    theta: numpy.ndarray                # the objective GP's hyperparameters (d+2,)
-    best: float                         # the incumbent: min(y)
-    lie: float                          # the constant liar's value for pending points
-    feasibility: FeasibilityModel | None   # None while every run has been feasible
-
-
-class Strategy:
-    """What every strategy shares: the observations, and hparams <-> unit cube when it has a space.
-
-    ``space`` is a :class:`SearchSpace` (points may then be hparams dicts) or
-    just the dimension of the cube. ``observe`` records a result; ``suggest``
-    returns points of the cube; ``suggest_hparams`` maps them through the space.
-    """
-
-    name = "strategy"
-    adaptive = True                      # whether suggestions depend on the observations
-
-    def __init__(self, space: SearchSpace | int, rng: numpy.random.Generator | int | None = None):
-        self.space = space if isinstance(space, SearchSpace) else None
-        self.dim = space.dim if isinstance(space, SearchSpace) else int(space)
-        if self.dim < 1:
-            raise RnncapError(f"the search space needs at least one dimension, got {self.dim}")
-        self.rng = numpy.random.default_rng(rng)
-        self.X: list[numpy.ndarray] = []                              # observed points, each (d,)
-        self.values: list[float | None] = []                          # None where infeasible
-        self.feasible: list[bool] = []
-
-    def to_unit(self, point) -> numpy.ndarray:
-        if isinstance(point, dict):
-            if self.space is None:
-                raise RnncapError("hparams dicts need a strategy built with a SearchSpace")
-            return self.space.to_unit(point)
-        u = numpy.asarray(point, dtype=float).reshape(-1)             # (d,)
-        if u.shape != (self.dim,):
-            raise RnncapError(f"expected a point with {self.dim} coordinates, got {u.shape}")
-        return u
-
-    def project(self, U: numpy.ndarray) -> numpy.ndarray:
-        """Rows of ``U`` (m, d) moved to runnable points (see :meth:`SearchSpace.project`); clipped to the cube."""
-        U = numpy.clip(numpy.atleast_2d(U), 0.0, 1.0)                 # (m, d)
-        return self.space.project(U) if self.space is not None else U
-
-    def observe(self, point, value: float | None, feasible: bool = True) -> None:
-        """Record one result; a non-finite value counts as infeasible."""
-        feasible = bool(feasible) and value is not None and math.isfinite(value)
-        self.X.append(self.to_unit(point))
-        self.values.append(float(value) if feasible else None)
-        self.feasible.append(feasible)
-
-    def suggest(self, n: int = 1, pending=()) -> list[numpy.ndarray]:
-        raise NotImplementedError
-
-    def suggest_hparams(self, n: int = 1, pending=()) -> list[dict]:
-        if self.space is None:
-            raise RnncapError("suggest_hparams needs a strategy built with a SearchSpace")
-        return [self.space.from_unit(u) for u in self.suggest(n, pending)]
-
-
-class RandomSearch(Strategy):
-    """Uniform draws from the cube: with a space, exactly :meth:`SearchSpace.sample`'s distribution."""
-
-    name = "random"
-    adaptive = False
-
-    def suggest(self, n: int = 1, pending=()) -> list[numpy.ndarray]:
-        return list(self.project(self.rng.random((n, self.dim))))    # (n, d)
-
-
-class GPOptimizer(Strategy):
-    """Constrained expected improvement with a constant liar; see the module docstring."""
-
-    name = "gp"
-
-    def __init__(self, space: SearchSpace | int, rng: numpy.random.Generator | int | None = None, *,
-                 n_initial: int | None = None, n_candidates: int = 2000, n_perturbed: int = 500,
-                 n_local: int = 3, restarts: int = 2, lie: str = "mean"):
-        super().__init__(space, rng)
-        if lie not in ("min", "mean", "max"):
-            raise RnncapError(f"lie must be min, mean or max, got {lie!r}")
-        self.n_initial = max(3, self.dim + 1) if n_initial is None else n_initial
-        self.n_candidates, self.n_perturbed, self.n_local = n_candidates, n_perturbed, n_local
-        self.restarts, self.lie = restarts, lie
-        self._objective_theta: numpy.ndarray | None = None            # warm starts for the next fit
-        self._feasibility_theta: numpy.ndarray | None = None
-
-    def suggest(self, n: int = 1, pending=()) -> list[numpy.ndarray]:
-        with one_blas_thread():                                       # small matrices: threads only wait
-            return self._suggest(n, pending)
-
-    def _suggest(self, n: int, pending) -> list[numpy.ndarray]:
-        busy = [self.project(self.to_unit(p))[0] for p in pending]    # each (d,)
-        chosen: list[numpy.ndarray] = []
-        model = None
-        for _ in range(n):
-            n_feasible = sum(self.feasible)
-            if len(self.X) + len(busy) + len(chosen) < self.n_initial:
-                u = self.project(self.rng.random(self.dim))[0]
-            elif n_feasible < 2:
-                u = self._explore(busy + chosen)
-            else:
-                if model is None:
-                    model = self._fit()                               # hyperparameters once per call
-                u = self._maximise_acquisition(model, busy + chosen)
-            chosen.append(u)
-        return chosen
-
-    # the model -------------------------------------------------------------------------
-
-    def _fit(self) -> Model:
-        """Standardise, fit the objective GP and (if anything failed) the feasibility model."""
-        X = numpy.array(self.X)                                       # (n, d)
-        feasible = numpy.array(self.feasible)                         # (n,)
-        values = numpy.array([v for v in self.values if v is not None])   # (n_f,)
-        y_mean, y_std = values.mean(), values.std()
-        y_std = y_std if y_std > 0 else 1.0                           # all values equal: nothing to scale
-        y = (values - y_mean) / y_std                                 # (n_f,)
-        self._objective_theta = fit_hyperparameters(X[feasible], y, self.rng, start=self._objective_theta,
-                                                    restarts=self.restarts)
-        feasibility = None
-        if not feasible.all():
-            feasibility = FeasibilityModel(X, feasible, self.rng, start=self._feasibility_theta,
-                                           restarts=max(1, self.restarts - 1))
-            self._feasibility_theta = feasibility.theta
-        lie = {"min": y.min(), "mean": 0.0, "max": y.max()}[self.lie]
-        return Model(X[feasible], y, self._objective_theta, float(y.min()), float(lie), feasibility)
-
-    def _acquisition(self, gp: GaussianProcess, model: Model, U: numpy.ndarray) -> numpy.ndarray:
-        """Constrained EI at the rows of ``U`` (m, d): ``EI(u) P(feasible | u)``."""
-        mean, var = gp.predict(U)
-        acquisition = expected_improvement(mean, var, model.best)     # (m,)
-        if model.feasibility is not None:
-            acquisition = acquisition * model.feasibility.probability(U)
-        return acquisition
-
-    def _acquisition_with_gradient(self, gp: GaussianProcess, model: Model, u: numpy.ndarray):
-        ei, dei = expected_improvement_with_gradient(*gp.predict_with_gradient(u), model.best)
-        if model.feasibility is None:
-            return ei, dei
-        p, dp = model.feasibility.probability_with_gradient(u)
-        return ei * p, dei * p + ei * dp
-
-    def _candidates(self, model: Model) -> numpy.ndarray:
-        """Uniform points, and Gaussian perturbations (three widths) of the five best observations."""
-        uniform = self.rng.random((self.n_candidates, self.dim))      # (n_candidates, d)
-        best = model.X[numpy.argsort(model.y)[:5]]                    # (<=5, d)
-        centres = best[self.rng.integers(len(best), size=self.n_perturbed)]   # (n_perturbed, d)
-        widths = self.rng.choice([0.01, 0.05, 0.2], size=(self.n_perturbed, 1))   # (n_perturbed, 1)
-        perturbed = centres + widths * self.rng.standard_normal((self.n_perturbed, self.dim))  # (n_perturbed, d)
-        return self.project(numpy.vstack([uniform, perturbed]))       # (n_candidates + n_perturbed, d)
-
-    def _maximise_acquisition(self, model: Model, busy: list[numpy.ndarray]) -> numpy.ndarray:
-        X, y = model.X, model.y
-        if busy:                                                      # the constant liar
-            X = numpy.vstack([X, busy])                               # (n_f + n_busy, d)
-            y = numpy.concatenate([y, numpy.full(len(busy), model.lie)])   # (n_f + n_busy,)
-        gp = GaussianProcess(X, y, model.theta)
-        candidates = self._candidates(model)                          # (m, d)
-        scores = self._acquisition(gp, model, candidates)             # (m,)
-        best_index = int(numpy.argmax(scores))
-        best_u, best_score = candidates[best_index], float(scores[best_index])
-        bounds = [(0.0, 1.0)] * self.dim
-        for start in numpy.argsort(scores)[::-1][:self.n_local]:
-            scale = float(scores[start])
-            if scale <= 0.0:
-                break
-
-            def negative(u, scale=scale):                             # scaled so L-BFGS-B's tolerances fit
-                value, grad = self._acquisition_with_gradient(gp, model, u)
-                return -value / scale, -grad / scale
-
-            result = minimize(negative, candidates[start], jac=True, method="L-BFGS-B", bounds=bounds,
-                              options={"maxiter": 50})
-            refined = self.project(result.x)                          # (1, d)
-            score = float(self._acquisition(gp, model, refined)[0])
-            if score > best_score:
-                best_u, best_score = refined[0], score
-        if best_score <= 0.0:                                         # EI underflowed everywhere
-            return self._explore(busy)
-        return best_u
-
-    def _explore(self, busy: list[numpy.ndarray]) -> numpy.ndarray:
-        """The random candidate farthest from every observed and pending point (maximin)."""
-        candidates = self.project(self.rng.random((self.n_candidates, self.dim)))   # (m, d)
-        taken = numpy.array(self.X + list(busy)).reshape(-1, self.dim)  # (n + n_busy, d)
-        if len(taken) == 0:
-            return candidates[0]
-        nearest = scaled_sq_distances(candidates, taken, numpy.ones(self.dim)).min(1)   # (m,)
-        return candidates[int(numpy.argmax(nearest))]
-
-
-STRATEGIES = {"gp": GPOptimizer, "random": RandomSearch}
-
-
-def make_strategy(name: str, space: SearchSpace | int, rng: numpy.random.Generator | int | None = None,
-                  **options) -> Strategy:
-    """A strategy by name (``gp`` or ``random``); ``options`` go to its constructor."""
-    if name not in STRATEGIES:
-        raise RnncapError(f"unknown search strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](space, rng, **options)

@@ -29,30 +29,37 @@ import numpy
 
 from rnncap.cells import canonical_cell_name
 from rnncap.errors import RnncapError
-from rnncap.network import count_params, units_for_budget
+from rnncap.network import count_params, units_for
 from rnncap.progress import ProgressBar
 from rnncap.store import Store
 from rnncap.tasks import make_task
 from rnncap.trial import make_trial, run_trial, trial_key
-from rnncap.tune.gp import make_strategy
 from rnncap.tune.space import quick_search_space, samples_for, search_space, split_task_hparams
+from rnncap.tune.strategies import STRATEGIES, make_strategy
 
 
 def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, units: int | None = None,
                strategy: str = "gp", task_options: dict | None = None, fixed: dict | None = None,
-               seed: int = 0) -> dict:
-    """The settings every trial of a study shares (validated; units from the budget)."""
+               seed: int = 0, space: str = "full") -> dict:
+    """The settings every trial of a study shares (validated; units from the budget).
+
+    ``space`` is ``full`` (:func:`search_space`) or ``quick`` (:func:`quick_search_space`).
+    """
     cell = canonical_cell_name(cell)
     task_options = dict(task_options or {})
     shape = make_task(task, task_options)                                   # validates the options
-    if (budget is None) == (units is None):
-        raise RnncapError("give exactly one of --budget and --units")
-    n_h = units if units is not None else units_for_budget(cell, depth, shape.n_in, shape.n_out, budget)
-    make_strategy(strategy, 1)                                              # validates the name
-    return {"task": task, "task_options": task_options, "cell": cell, "depth": depth, "budget": budget,
+    n_h = units_for(cell, depth, shape.n_in, shape.n_out, budget=budget, units=units)
+    if strategy not in STRATEGIES:
+        raise RnncapError(f"unknown search strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if space not in ("full", "quick"):
+        raise RnncapError(f"the search space is full or quick, got {space!r}")
+    spec = {"task": task, "task_options": task_options, "cell": cell, "depth": depth, "budget": budget,
             "n_h": n_h, "params": count_params(cell, depth, shape.n_in, shape.n_out, n_h),
             "strategy": strategy, "objective": shape.objective, "direction": shape.direction,
             "fixed": dict(fixed or {}), "seed": seed}
+    if space != "full":
+        spec["space"] = space
+    return spec
 
 
 def trial_for(spec: dict, hparams: dict) -> dict:
@@ -144,8 +151,7 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
         raise RnncapError(f"--trials must be >= 1, got {trials}")
     started = time.perf_counter()
     spec = store.create_or_open_study(name, spec)
-    space = study_space(spec)
-    strategy = make_strategy(spec["strategy"], space, numpy.random.default_rng([spec["seed"], 7]))
+    strategy = study_strategy(spec, trials)
     rows = store.trials(name)
     for row in rows:
         if row["status"] in ("done", "infeasible", "failed"):
@@ -167,7 +173,10 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
                         store.restart_trial(name, number)
                     else:
                         pending = [h for _, h in in_flight.values()]
-                        number, hparams, trial = _new_trial(store, name, spec, strategy, pending)
+                        suggested = _new_trial(store, name, spec, strategy, pending)
+                        if suggested is None:            # the strategy waits for a result, or has finished
+                            break
+                        number, hparams, trial = suggested
                     in_flight[executor.submit(_run_safely, trial, device)] = (number, hparams)
                 if not in_flight:
                     break
@@ -190,11 +199,26 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     return summary
 
 
-def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list) -> tuple[int, dict, dict]:
-    """Ask the strategy for a point no trial of the study has used; record it as running."""
+def study_strategy(spec: dict, trials: int):
+    """The study's strategy, seeded by the study's seed, with the options its spec gives."""
+    options = dict(spec.get("strategy_options", {}))
+    if spec["strategy"] == "bsearch":                    # its phases are fractions of the trials
+        options.update(trials=trials, n_params=spec["params"])
+    return make_strategy(spec["strategy"], study_space(spec), numpy.random.default_rng([spec["seed"], 7]),
+                         **options)
+
+
+def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list) -> tuple[int, dict, dict] | None:
+    """Ask the strategy for a point no trial of the study has used; record it as running.
+
+    None when the strategy has nothing to suggest (it waits for ``pending``, or its search is over).
+    """
     taken = {row["key"] for row in store.trials(name)}
     for _ in range(20):
-        hparams = strategy.suggest_hparams(1, pending=pending)[0]
+        suggested = strategy.suggest_hparams(1, pending=pending)
+        if not suggested:
+            return None
+        hparams = suggested[0]
         trial = trial_for(spec, hparams)
         key = trial_key(trial)
         if key not in taken:
@@ -251,3 +275,14 @@ def summarize(store: Store, name: str) -> dict:
         "best": None if best is None else {k: best[k] for k in ("number", "objective", "hparams", "metrics")},
         "curve": curve,
     }
+
+
+def trials_table(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """A study's trials as one flat table (for CSV): a column per hyperparameter and per metric."""
+    hparam_names = sorted({k for r in rows for k in r["hparams"]})
+    metric_names = sorted({k for r in rows for k in r["metrics"]})
+    header = ["number", "status", "objective", "wall_time", *hparam_names, *[f"metric.{m}" for m in metric_names],
+              "reason"]
+    table = [[r["number"], r["status"], r["objective"], r["wall_time"], *[r["hparams"].get(h, "") for h in hparam_names],
+              *[r["metrics"].get(m, "") for m in metric_names], r["reason"] or ""] for r in rows]
+    return header, table

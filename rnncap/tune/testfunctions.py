@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from rnncap.tune.gp import STRATEGIES, Strategy
+from rnncap.tune.strategies import STRATEGIES, Strategy
 
 
 @dataclass(frozen=True)

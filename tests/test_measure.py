@@ -1,0 +1,169 @@
+"""The two capacity measurements as studies: the b search, early stopping, resuming after kill -9."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from rnncap.cli import app
+from rnncap.measure import capacity_spec, default_study_name, measure_capacity, measure_memory, memory_specs
+from rnncap.store import Store
+from rnncap.tune.space import quick_search_space, start_point
+from rnncap.tune.strategies import RandomSearch, SampleSearch
+
+runner = CliRunner()
+
+
+# the b search on a made-up objective -------------------------------------------------------------
+
+def fake_bits(hparams: dict) -> float:
+    """Signed (minimised) objective, best at lr = 1e-2 and b_per_param = 2.5."""
+    return (math.log(hparams["lr"] / 1e-2)) ** 2 + (math.log(hparams["b_per_param"] / 2.5)) ** 2 - 10.0
+
+
+def drive(strategy, workers: int = 1, limit: int = 50) -> list[dict]:
+    """Run ``strategy`` as the study driver would, finishing the oldest pending point first."""
+    done, pending = [], []
+    while len(done) + len(pending) < limit:
+        suggested = strategy.suggest_hparams(workers - len(pending), pending=pending) if len(pending) < workers else []
+        pending += suggested
+        if not pending:
+            break                                   # the search is over
+        hparams = pending.pop(0)
+        strategy.observe(hparams, fake_bits(hparams))
+        done.append(hparams)
+    return done
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_sample_search_phases(workers):
+    space = quick_search_space("rnn", "capacity")
+    strategy = SampleSearch(space, 0, trials=12, n_params=1000, start=start_point(space))
+    tried = drive(strategy, workers)
+    phase1, rest = tried[:4], tried[4:]                  # 12 // 3 hyperparameter trials at b = 3P
+    assert all(h["b_per_param"] == SampleSearch.START for h in phase1)
+    assert phase1[0] == {**start_point(space), "b_per_param": 3.0}
+    best = min(phase1, key=fake_bits)
+    best_hp = {k: v for k, v in best.items() if k != "b_per_param"}
+    assert all({k: v for k, v in h.items() if k != "b_per_param"} == best_hp for h in rest)
+    grid = [h["b_per_param"] for h in rest[:4]]
+    assert grid == [m for m in SampleSearch.MULTIPLES if m != 3.0]
+    refined = [h["b_per_param"] for h in rest[4:]]
+    assert refined and all(2.0 < b < 3.0 for b in refined)      # between the best grid point and its neighbour
+    assert len({json.dumps(h, sort_keys=True) for h in tried}) == len(tried)      # no point twice
+    assert len(tried) < 50                      # it ends on its own once a refinement would repeat a sample count
+
+
+def test_sample_search_waits_for_phase_one():
+    space = quick_search_space("gru", "capacity")
+    strategy = SampleSearch(space, 0, trials=6, n_params=500)
+    first = strategy.suggest_hparams(5)
+    assert len(first) == 2                               # 6 // 3 at b = 3P, then it waits for their results
+    assert strategy.suggest_hparams(1, pending=first) == []
+
+
+def test_sample_search_needs_the_capacity_task():
+    with pytest.raises(Exception, match="capacity task"):
+        SampleSearch(quick_search_space("rnn", "memory"), 0, trials=5, n_params=100)
+
+
+def test_a_start_point_comes_first_and_a_target_ends_the_search():
+    space = quick_search_space("lstm", "memory")
+    start = start_point(space)
+    strategy = RandomSearch(space, 0, start=start, target=0.5)
+    assert strategy.suggest_hparams(1) == [start]
+    strategy.observe(start, 0.9)
+    assert strategy.suggest_hparams(2) and strategy.suggest_hparams(2)[0] != start
+    strategy.observe(strategy.suggest_hparams(1)[0], 0.4)
+    assert strategy.suggest_hparams(3) == []             # 0.4 <= target
+
+
+# the measurements, end to end ---------------------------------------------------------------------
+
+def test_measure_capacity_searches_b_and_reports_the_best(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        result = measure_capacity(store, capacity_spec("rnn", 1, 200, n_in=8, unroll=3, steps=150), trials=5)
+        assert result["trials"] == 5 and len({r["b"] for r in result["runs"]}) >= 3
+        best = result["best"]
+        assert best["objective"] == max(r["bits"] for r in result["runs"]) > 0
+        assert math.isclose(best["bits_per_parameter"], best["objective"] / result["spec"]["params"])
+        again = measure_capacity(store, capacity_spec("rnn", 1, 200, n_in=8, unroll=3, steps=150), trials=5)
+        assert again["runs"] == result["runs"]           # the same settings: the same study, nothing rerun
+
+
+def test_memory_task_reaches_the_reference_curve(tmp_path):
+    """n_in = 8: every n_h within 0.05 of max(0, 1 - n_h / 8)."""
+    with Store(tmp_path / "s.sqlite") as store:
+        result = measure_memory(store, memory_specs("gru", 1, 8, [2, 4, 8, 12], steps=1500), trials=3)
+    for row in result["rows"]:
+        assert abs(row["error"] - row["reference"]) < 0.05, row
+
+
+def test_study_names_follow_the_settings():
+    a = capacity_spec("rnn", 1, 300, steps=500)
+    assert default_study_name("capacity", a) == default_study_name("capacity", capacity_spec("rnn", 1, 300, steps=500))
+    assert default_study_name("capacity", a) != default_study_name("capacity", capacity_spec("rnn", 1, 300, steps=600))
+    assert default_study_name("capacity", a).startswith("capacity-rnn-d1-p300-")
+
+
+def test_cli_capacity_and_memory_json(tmp_path):
+    store = str(tmp_path / "cli.sqlite")
+    result = runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "150", "--n-in", "6", "--trials", "2",
+                                 "--steps", "30", "--store", store, "--json"])
+    out = json.loads(result.stdout)
+    assert out["best"]["bits_per_parameter"] >= 0 and out["trials"] == 2
+    out = json.loads(runner.invoke(app, ["memory", "--cell", "lstm", "--n-in", "4", "--units", "2,4", "--trials",
+                                         "1", "--steps", "50", "--store", store, "--json"]).stdout)
+    assert [r["n_h"] for r in out["rows"]] == [2, 4] and out["rows"][0]["reference"] == 0.5
+    listed = json.loads(runner.invoke(app, ["study", "list", "--store", store, "--json"]).stdout)
+    assert len(listed["studies"]) == 3                   # one capacity study, one memory study per unit count
+
+
+def test_bad_input_creates_no_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["capacity", "--cell", "rnn", "--budget", "-5"], ["memory", "--cell", "rnn", "--units", "4,x"],
+                 ["capacity", "--cell", "nope"]):
+        assert runner.invoke(app, args).exit_code == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_capacity_measurement_resumes(tmp_path):
+    """kill -9 in the middle, the same command again: 4 trials in all, each once."""
+    store = tmp_path / "S.sqlite"
+    command = [sys.executable, "-m", "rnncap", "capacity", "--cell", "rnn", "--budget", "300", "--trials", "4",
+               "--steps", "1500", "--store", str(store), "--json"]
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        if store.exists():
+            with Store(store) as db:
+                studies = db.studies()
+                if studies and studies[0]["trials"] - studies[0]["running"] >= 1:
+                    break
+        time.sleep(0.1)
+    assert first.poll() is None, "the measurement finished before it could be killed: make it longer"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    with Store(store) as db:
+        (study,) = db.studies()
+        before = {r["number"]: r for r in db.trials(study["name"]) if r["status"] != "running"}
+    assert 1 <= len(before) < 4
+    out = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
+    assert out["trials"] == 4
+    with Store(store) as db:
+        rows = db.trials(study["name"])
+    assert [r["number"] for r in rows] == [0, 1, 2, 3] and len({r["key"] for r in rows}) == 4
+    assert all(r["status"] == "done" for r in rows)
+    for number, row in before.items():                   # finished before the kill: kept, not run again
+        assert rows[number]["finished"] == row["finished"] and rows[number]["objective"] == row["objective"]
+    listed = runner.invoke(app, ["study", "list", "--store", str(store)])
+    assert study["name"] in listed.stdout
