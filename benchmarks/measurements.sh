@@ -14,7 +14,7 @@ for cell in rnn irnn ugrnn gru lstm plusrnn; do
   depth=1; [ $cell = plusrnn ] && depth=2
   ( start=$SECONDS
     $RNNCAP memory --cell $cell --depth $depth --n-in 32 --units 8,16,24,32,48 \
-      --time-limit "${MEMORY_TIME_LIMIT:-3600}" --json > "$OUT/memory-$cell.json"
+      --time-limit "${MEMORY_TIME_LIMIT:-3600}" --store "$OUT/memory.sqlite" --json > "$OUT/memory-$cell.json"
     echo "$((SECONDS - start)) s" > "$OUT/memory-$cell.time" ) &
 done
 for strategy in gp random; do
