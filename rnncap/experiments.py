@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
+from rnncap.tune.space import KNOWN_TO_TRAIN
 
 PRESETS = ("smoke", "quick", "full")
 ALL_CELLS = tuple(CELLS)                        # rnn, irnn, ugrnn, gru, lstm, plusrnn
@@ -49,8 +50,8 @@ class StudyPlan:
 
 # what every trial of a quick or smoke study shares: settings that train ---------------------------
 
-CAPACITY_TRAINING = {"optimizer": "adam", "lr_decay": 0.1, "clip": 10.0}
-SEQUENCE_TRAINING = {"optimizer": "adam", "lr_decay": 0.1, "clip": 1.0}
+CAPACITY_TRAINING = KNOWN_TO_TRAIN["memorise"]         # capacity, memory, rcf: read out once, clip loosely
+SEQUENCE_TRAINING = KNOWN_TO_TRAIN["sequence"]         # text8: a loss at every step, clip tightly
 
 
 def _depth_for(cell: str, depth: int) -> int:
@@ -135,7 +136,7 @@ def memory_plans(preset: str) -> list[StudyPlan]:
     units = _grid(preset, (2, 4), (8, 16, 24, 32, 48), (8, 16, 32, 48, 64, 80, 96, 128))
     depths = _grid(preset, (1,), (1,), (1, 2, 4))
     trials = _grid(preset, 1, 2, 50)
-    space, fixed = _settings(preset, _grid(preset, 40, 2000, 10000), SEQUENCE_TRAINING)
+    space, fixed = _settings(preset, _grid(preset, 40, 2000, 10000), CAPACITY_TRAINING)
     return [_plan("memory", preset, "memory", cell, depth, trials, units=n_h, space=space, fixed=fixed,
                   task_options={"n_in": n_in, "unroll": 5})
             for depth in depths for cell in ALL_CELLS for n_h in units]

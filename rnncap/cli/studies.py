@@ -9,7 +9,7 @@ import typer
 from rnncap.cli.app import (Budget, Cell, Depth, Device, Json, Scheduler, Seed, StorePath, TaskOptions, TimeLimit,
                             Units, Workers, app, format_hparams, parse_options, print_json, print_table)
 from rnncap.errors import RnncapError
-from rnncap.experiments import EXPERIMENTS
+from rnncap.experiments import EXPERIMENTS, experiments_help
 from rnncap.formatting import duration
 
 
@@ -156,12 +156,9 @@ def _print_study(summary: dict, json_output: bool) -> None:
                     ["trial", "best so far", "median so far"], rows)
 
 
-EXPERIMENT_HELP = "; ".join(f"{e.name} (figure {e.figure})" for e in EXPERIMENTS.values())
-
-
 @app.command()
 def reproduce(
-    experiment: Annotated[str, typer.Argument(help=f"{EXPERIMENT_HELP}; or 'all' for every one.")],
+    experiment: Annotated[str, typer.Argument(help=experiments_help())],
     preset: Annotated[str, typer.Option(help="smoke (seconds), quick (minutes on 2 cores) or full "
                                         "(the paper's sizes: days).")] = "quick",
     store: StorePath = None,
@@ -211,8 +208,8 @@ def _print_headline(db, preset: str) -> None:
         print_table(f"bits per parameter, best over budgets ({preset} preset; the paper: about "
                     f"{rows[0]['paper_typical']:g}, between {low:g} and {high:g})",
                     ["cell", "depth", "bits/param", "at parameters", "trials"],
-                    [[r["cell"], r["depth"], f"{r['bits_per_parameter']:.2f}", r["params"], r["trials"]]
-                     for r in rows])
+                    [[r["label"], r["depth"], "-" if r["bits_per_parameter"] is None else
+                      f"{r['bits_per_parameter']:.2f}", r["params"] or "-", r["trials"]] for r in rows])
 
 
 @app.command()

@@ -1,14 +1,13 @@
-"""Hyperparameter tuning: the search space, and Bayesian optimisation with a Gaussian process.
+"""Hyperparameter tuning: the search space, the strategies, the Gaussian process, the study driver.
 
-    space.py          every tuned hyperparameter and its range (the one place they live)
-    study.py          running a study: suggest, train, store, resume; its summary
-    gp.py             the Gaussian process: kernel, fit, posterior, expected improvement, feasibility
+    space.py          every tuned hyperparameter and its range (the one place they live);
+                      the settings known to train
     strategies.py     what to try next: GP optimisation, random search, the capacity task's b search
+    gp.py             the Gaussian process: kernel, fit, posterior, expected improvement, feasibility
+    study.py          running a study: suggest, train, store, resume; its summary
     testfunctions.py  Branin and Hartmann-6, and the loop that benchmarks a strategy on them
+
+Import from the modules themselves (``from rnncap.tune.strategies import
+make_strategy``): this package imports nothing, so reading the search space
+does not load SciPy.
 """
-
-from rnncap.tune.strategies import GPOptimizer, RandomSearch, SampleSearch, Strategy, make_strategy
-from rnncap.tune.space import Categorical, Real, SearchSpace, samples_for, search_space, split_task_hparams
-
-__all__ = ["Categorical", "GPOptimizer", "RandomSearch", "Real", "SampleSearch", "SearchSpace", "Strategy",
-           "make_strategy", "samples_for", "search_space", "split_task_hparams"]
