@@ -79,6 +79,17 @@ def count_params(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) 
     return sum(math.prod(shape) for shape in param_shapes(cell, depth, n_in, n_out, n_h).values())
 
 
+def units_for(cell: str | Cell, depth: int, n_in: int, n_out: int, *, budget: int | None = None,
+              units: int | None = None) -> int:
+    """Units per layer from exactly one of a parameter ``budget`` (:func:`units_for_budget`) or ``units``."""
+    if (budget is None) == (units is None):
+        raise RnncapError("give exactly one of --budget and --units")
+    if units is not None:
+        check_architecture(_as_cell(cell), depth, n_in, n_out, units)
+        return units
+    return units_for_budget(cell, depth, n_in, n_out, budget)
+
+
 def units_for_budget(cell: str | Cell, depth: int, n_in: int, n_out: int, max_params: int) -> int:
     """The largest ``n_h`` (same in every layer) whose total is at most ``max_params``."""
     cell = _as_cell(cell)
@@ -255,3 +266,8 @@ class Network:
     def __repr__(self) -> str:
         return (f"Network({self.cell.name!r}, depth={self.depth}, n_in={self.n_in}, n_out={self.n_out}, "
                 f"n_h={self.n_h}, params={self.n_params})")
+
+
+NETWORK_PARAM_FORMULA = ("network = sum over layers + readout (N*n_out + n_out); n_in is the task's input size "
+                         "for layer 0 and N above it; the +RNN adds an input projection (n_in*N + N) and then "
+                         "uses n_in = N in every layer")
