@@ -55,23 +55,46 @@ def check_architecture(cell: Cell, depth: int, n_in: int, n_out: int, n_h: int |
         raise RnncapError(f"the number of units must be >= 1, got {n_h}")
 
 
+class _Part(NamedTuple):
+    """One part of the stack, as its parameters are laid out: ``{prefix}.{name}`` for each of its arrays."""
+
+    prefix: str          # "proj", "layer0" .. "layer{depth-1}", "readout"
+    recurrent: bool      # a layer of the cell, or a dense map (projection, readout)
+    n_in: int            # the size of the part's input
+    n_out: int           # the size of its output (n_h for a layer)
+
+
+def _layout(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) -> list[_Part]:
+    """The parts of the stack from input to output.
+
+    This is the one walk over the parameter layout: :func:`param_shapes` and
+    the network's initialisation both follow it.
+    """
+    cell = _as_cell(cell)
+    check_architecture(cell, depth, n_in, n_out, n_h)
+    layout = []
+    layer_in = n_in
+    if cell.carries_input:
+        layout.append(_Part("proj", False, n_in, n_h))
+        layer_in = n_h
+    for k in range(depth):
+        layout.append(_Part(f"layer{k}", True, layer_in, n_h))
+        layer_in = n_h
+    layout.append(_Part("readout", False, n_h, n_out))
+    return layout
+
+
+def _part_shapes(cell: Cell, part: _Part) -> dict[str, tuple[int, ...]]:
+    if part.recurrent:
+        return cell.param_shapes(part.n_in, part.n_out)
+    return {"W": (part.n_in, part.n_out), "b": (part.n_out,)}
+
+
 def param_shapes(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) -> dict[str, tuple[int, ...]]:
     """The name and shape of every parameter array, in the network's order."""
     cell = _as_cell(cell)
-    check_architecture(cell, depth, n_in, n_out, n_h)
-    shapes: dict[str, tuple[int, ...]] = {}
-    layer_in = n_in
-    if cell.carries_input:
-        shapes["proj.W"] = (n_in, n_h)
-        shapes["proj.b"] = (n_h,)
-        layer_in = n_h
-    for k in range(depth):
-        for name, shape in cell.param_shapes(layer_in, n_h).items():
-            shapes[f"layer{k}.{name}"] = shape
-        layer_in = n_h
-    shapes["readout.W"] = (n_h, n_out)
-    shapes["readout.b"] = (n_out,)
-    return shapes
+    return {f"{part.prefix}.{name}": shape for part in _layout(cell, depth, n_in, n_out, n_h)
+            for name, shape in _part_shapes(cell, part).items()}
 
 
 def count_params(cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int) -> int:
@@ -157,25 +180,22 @@ class Network:
         self.depth, self.n_in, self.n_out, self.n_h = depth, n_in, n_out, n_h
         self.xp, self.dtype = xp, numpy.dtype(dtype)
         rng = numpy.random.default_rng(rng) if not isinstance(rng, numpy.random.Generator) else rng
-        shapes = param_shapes(self.cell, depth, n_in, n_out, n_h)
         init = self._init_params(rng)
-        assert {k: v.shape for k, v in init.items()} == shapes
-        self.params = {name: xp.asarray(init[name], dtype=self.dtype) for name in shapes}
+        self.params = {name: xp.asarray(value, dtype=self.dtype) for name, value in init.items()}
 
     def _init_params(self, rng) -> dict[str, numpy.ndarray]:
-        n_h, scale = self.n_h, self.hp.weight_scale
+        """Float64 NumPy parameters, drawn from ``rng`` part by part, in the layout's order."""
         params = {}
-        layer_in = self.n_in
-        if self.cell.carries_input:
-            params["proj.W"] = rng.normal(0.0, scale / math.sqrt(self.n_in), (self.n_in, n_h))
-            params["proj.b"] = numpy.zeros(n_h)
-            layer_in = n_h
-        for k in range(self.depth):
-            for name, value in self.cell.init_params(rng, layer_in, n_h, self.hp).items():
-                params[f"layer{k}.{name}"] = value
-            layer_in = n_h
-        params["readout.W"] = rng.normal(0.0, 1.0 / math.sqrt(n_h), (n_h, self.n_out))
-        params["readout.b"] = numpy.zeros(self.n_out)
+        for part in _layout(self.cell, self.depth, self.n_in, self.n_out, self.n_h):
+            if part.recurrent:
+                values = self.cell.init_params(rng, part.n_in, part.n_out, self.hp)
+            else:
+                # the projection starts like the cells' input weights; the readout at unit scale
+                scale = self.hp.weight_scale if part.prefix == "proj" else 1.0
+                values = {"W": rng.normal(0.0, scale / math.sqrt(part.n_in), (part.n_in, part.n_out)),
+                          "b": numpy.zeros(part.n_out)}
+            assert {name: v.shape for name, v in values.items()} == _part_shapes(self.cell, part)
+            params.update({f"{part.prefix}.{name}": v for name, v in values.items()})
         return params
 
     @property
