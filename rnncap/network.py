@@ -21,6 +21,7 @@ The paper compares architectures at an equal number of parameters:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -135,6 +136,32 @@ def units_for_budget(cell: str | Cell, depth: int, n_in: int, n_out: int, max_pa
     return low
 
 
+_FORWARD_CONSTANTS = ("nonlinearity", "b_fg", "b_fg_y")   # the CellHParams fields a cell may hold
+
+
+def _cell_and_hparams(cell: str | Cell, hp: CellHParams) -> tuple[Cell, CellHParams]:
+    """The network's cell, and ``hp`` with that cell's forward constants; see :class:`Network`."""
+    if not isinstance(cell, Cell):
+        return make_cell(cell, hp), hp
+    if cell.nonlinearities and cell.nonlinearity not in cell.nonlinearities:
+        raise RnncapError(f"{cell.title} does not take nonlinearity {cell.nonlinearity!r}; "
+                          f"it allows only {', '.join(cell.nonlinearities)}")
+    if hp.nonlinearity is not None and not cell.nonlinearities:
+        raise RnncapError(f"{cell.title} does not take nonlinearity {hp.nonlinearity!r}: "
+                          "its nonlinearities are fixed by the paper")
+    defaults = CellHParams()
+    own = {name: getattr(cell, name) for name in _FORWARD_CONSTANTS if hasattr(cell, name)}
+    for name, value in own.items():
+        given = getattr(hp, name)
+        if given != getattr(defaults, name) and given != value:
+            raise RnncapError(
+                f"the {cell.title} was given {name}={value!r} but the CellHParams say {name}={given!r}: "
+                "set it in one place (pass the cell by name to build it from the CellHParams)")
+    if own["nonlinearity"] == cell.default_nonlinearity:
+        own["nonlinearity"] = hp.nonlinearity              # None (the default) stays None
+    return cell, dataclasses.replace(hp, **own)
+
+
 class Forward(NamedTuple):
     out: object          # (T, B, n_out) readout at every step
     state: list          # per layer, the state tuple after the last step
@@ -166,6 +193,18 @@ class _Tape(NamedTuple):
 class Network:
     """``Network(cell, depth, n_in, n_out, n_h, hp, rng)``: parameters plus a pure forward/backward.
 
+    ``cell`` is a name or a :class:`~rnncap.cells.Cell` instance:
+
+    - a name builds the cell from ``hp`` (``make_cell(cell, hp)``);
+    - an instance is used as given, with its own forward constants
+      (``nonlinearity``, ``b_fg``, and the +RNN's ``b_fg_y``). ``hp`` then
+      supplies the initial scales (``weight_scale``, ``bias_scale``); a
+      forward constant it sets to something other than its default must
+      agree with the cell's, or the network is refused with an
+      :class:`RnncapError` (a value equal to :class:`CellHParams`'s default
+      counts as not set). ``self.hp`` holds the cell's constants, so that
+      ``Network(cell.name, ..., net.hp)`` builds the same network.
+
     ``rng`` is a ``numpy.random.Generator`` (or an int seed) used once, for the
     initial parameters. ``xp`` is the array module (``numpy`` or ``cupy``, see
     :mod:`rnncap.backend`); ``dtype`` is float32 for training and float64 for
@@ -175,8 +214,7 @@ class Network:
     def __init__(self, cell: str | Cell, depth: int, n_in: int, n_out: int, n_h: int,
                  hp: CellHParams | None = None, rng: numpy.random.Generator | int = 0,
                  *, xp=numpy, dtype=TRAIN_DTYPE):
-        self.hp = hp or CellHParams()
-        self.cell = make_cell(cell.name if isinstance(cell, Cell) else cell, self.hp)
+        self.cell, self.hp = _cell_and_hparams(cell, hp or CellHParams())
         self.depth, self.n_in, self.n_out, self.n_h = depth, n_in, n_out, n_h
         self.xp, self.dtype = xp, numpy.dtype(dtype)
         rng = numpy.random.default_rng(rng) if not isinstance(rng, numpy.random.Generator) else rng

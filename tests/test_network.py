@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rnncap.autodiff.losses import MultiSoftmaxCrossEntropy, SoftmaxCrossEntropy, SquaredError
 from rnncap.backend import to_numpy
-from rnncap.cells import CELLS, CellHParams
+from rnncap.cells import CELLS, GRU, IRNN, LSTM, CellHParams, PlusRNN, make_cell
 from rnncap.errors import RnncapError
 from rnncap.network import MAX_DEPTH, Network, count_params, param_shapes, units_for_budget
 
@@ -127,6 +127,48 @@ def test_same_seed_gives_the_same_initial_parameters_as_before(case):
         digest.update(name.encode())
         digest.update(numpy.ascontiguousarray(value).tobytes())
     assert digest.hexdigest()[:16] == INITIAL_PARAMS_SHA256[case]
+
+
+def test_a_cell_instance_is_used_as_given():
+    """``GRU(b_fg=3.0, nonlinearity="relu")`` keeps both: the same network as the name with those hparams."""
+    cell = GRU(b_fg=3.0, nonlinearity="relu")
+    scales = CellHParams(weight_scale=0.8, bias_scale=0.2)                  # initial scales still apply
+    net = Network(cell, 2, 3, 2, 4, scales, 5, dtype=numpy.float64)
+    assert net.cell == cell
+    by_name = Network("gru", 2, 3, 2, 4, CellHParams(nonlinearity="relu", b_fg=3.0, weight_scale=0.8,
+                                                      bias_scale=0.2), 5, dtype=numpy.float64)
+    default = Network("gru", 2, 3, 2, 4, scales, 5, dtype=numpy.float64)
+    for name in net.params:
+        numpy.testing.assert_array_equal(net.params[name], by_name.params[name])
+    x = numpy.random.default_rng(0).normal(size=(5, 3, 3))
+    numpy.testing.assert_array_equal(net.forward(x).out, by_name.forward(x).out)
+    assert not numpy.allclose(net.forward(x).out, default.forward(x).out)
+    assert make_cell(net.cell.name, net.hp) == cell                         # net.hp names the cell it runs
+
+
+@pytest.mark.parametrize("cell,hp", [
+    (PlusRNN(b_fg=-0.5, b_fg_y=2.5), CellHParams(bias_scale=0.3)),
+    (PlusRNN(b_fg=-0.5, b_fg_y=2.5), CellHParams(b_fg=-0.5, b_fg_y=2.5)),  # agreeing: accepted
+    (LSTM(nonlinearity="relu", b_fg=0.0), CellHParams(nonlinearity="relu")),
+    (IRNN(), CellHParams(weight_scale=0.5)),
+])
+def test_a_cell_instance_and_agreeing_hparams(cell, hp):
+    net = Network(cell, 2, 3, 2, 4, hp, 0)
+    assert net.cell == cell
+    assert make_cell(net.cell.name, net.hp) == cell
+    assert (net.hp.weight_scale, net.hp.bias_scale) == (hp.weight_scale, hp.bias_scale)
+
+
+@pytest.mark.parametrize("cell,hp,match", [
+    (GRU(b_fg=3.0), CellHParams(b_fg=2.0), "b_fg=3.0 but the CellHParams say b_fg=2.0"),
+    (GRU(nonlinearity="relu"), CellHParams(nonlinearity="tanh"), "nonlinearity='relu' but"),
+    (PlusRNN(b_fg_y=2.0), CellHParams(b_fg_y=0.5), "b_fg_y=2.0 but"),
+    (PlusRNN(), CellHParams(nonlinearity="relu"), "does not take nonlinearity"),
+    (IRNN(nonlinearity="tanh"), None, "does not take nonlinearity"),
+])
+def test_a_cell_instance_and_disagreeing_hparams_are_refused(cell, hp, match):
+    with pytest.raises(RnncapError, match=match):
+        Network(cell, 2, 3, 2, 4, hp, 0)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
