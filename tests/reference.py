@@ -14,6 +14,8 @@ Only ``net.params``, ``net.cell.name``, ``net.cell.nonlinearity``,
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -114,11 +116,15 @@ STEPS = {
 }
 
 
-def reference_forward(net, x, state0=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(out, relu_preactivations)`` for ``x`` (T, B, n_in).
+class ReferenceForward(NamedTuple):
+    out: np.ndarray                  # (T, B, n_out) the readout at every step
+    state: list                      # per layer, the state tuple (h,) or (h, c) after the last step, (B, N) each
+    relu_preactivations: np.ndarray  # 1-D: every value that entered a ReLU anywhere (empty if none)
 
-    ``out`` (T, B, n_out) is the readout at every step; ``relu_preactivations``
-    is a 1-D array of every value that entered a ReLU anywhere (empty if none).
+
+def reference_forward(net, x, state0=None) -> ReferenceForward:
+    """The readout, final states and ReLU inputs for ``x`` (T, B, n_in).
+
     ``state0``, if given, holds one tuple ``(h,)`` or ``(h, c)`` of (B, N)
     arrays per layer; otherwise every layer starts from its learned ``h0``
     (and ``c0``), repeated over the batch.
@@ -129,6 +135,7 @@ def reference_forward(net, x, state0=None) -> tuple[np.ndarray, np.ndarray]:
     x = _float64(x)                                                       # (T, B, n_in)
     T, B, _ = x.shape
     relu_inputs: list[np.ndarray] = []
+    final_states = []
 
     layer_input = x
     if cell.name == "plusrnn":
@@ -148,6 +155,7 @@ def reference_forward(net, x, state0=None) -> tuple[np.ndarray, np.ndarray]:
         layer_output = np.empty((T, B, p["h0"].shape[0]))                   # (T, B, N)
         for t in range(T):
             layer_output[t], state = step(p, layer_input[t], state, cell, relu_inputs)
+        final_states.append(state)
         layer_input = layer_output                                          # h, or y for the +RNN
 
     out = np.empty((T, B, params["readout.W"].shape[1]))                    # (T, B, n_out)
@@ -155,4 +163,4 @@ def reference_forward(net, x, state0=None) -> tuple[np.ndarray, np.ndarray]:
         out[t] = layer_input[t] @ params["readout.W"] + params["readout.b"]
     relu_preactivations = (np.concatenate([z.ravel() for z in relu_inputs]) if relu_inputs
                            else np.empty(0))
-    return out, relu_preactivations
+    return ReferenceForward(out, final_states, relu_preactivations)
