@@ -162,6 +162,13 @@ def _cell_and_hparams(cell: str | Cell, hp: CellHParams) -> tuple[Cell, CellHPar
     return cell, dataclasses.replace(hp, **own)
 
 
+def _dense_param_grads(x, dout):
+    """``(dW, db)`` for ``out = x W + b``: :func:`dense_backward` without the input gradient."""
+    T, B, n = x.shape
+    dout_2d = dout.reshape(T * B, -1)                                       # (T*B, m)
+    return x.reshape(T * B, n).T @ dout_2d, dout_2d.sum(axis=0)             # (n, m), (m,)
+
+
 class Forward(NamedTuple):
     out: object          # (T, B, n_out) readout at every step
     state: list          # per layer, the state tuple after the last step
@@ -170,7 +177,7 @@ class Forward(NamedTuple):
 
 class Backward(NamedTuple):
     grads: dict          # same keys and shapes as Network.params
-    dx: object           # (T, B, n_in)
+    dx: object           # (T, B, n_in), or None when not asked for
     dstate0: list        # per layer, gradient of the initial state tuple (B, N) each
 
 
@@ -297,10 +304,13 @@ class Network:
             for name, d0 in zip(self.cell.state_names, dstate0[k]):
                 # the learned initial state is shared by the batch: its gradient is the sum
                 grads[f"layer{k}.{name}0"] = d0.sum(axis=0) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
-        if self.cell.carries_input:
+        if not self.cell.carries_input:
+            dx = dh                                      # None unless input_grad
+        elif input_grad:
             dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"])
-        else:
-            dx = dh
+        else:                                            # the projection's weights only: no GEMM back to x
+            dx = None
+            grads["proj.W"], grads["proj.b"] = _dense_param_grads(tape.x, dh)
         return Backward({name: grads[name] for name in self.params}, dx, dstate0)
 
     def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,

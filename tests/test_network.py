@@ -172,6 +172,22 @@ def test_a_cell_instance_and_disagreeing_hparams_are_refused(cell, hp, match):
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
+def test_input_grad_false_skips_the_input_gradient_only(cell):
+    """Same gradients, bit for bit; no input gradient (the +RNN's too: no GEMM back through its projection)."""
+    depth = CELLS[cell].min_depth + 1
+    rng = numpy.random.default_rng(3)
+    net = Network(cell, depth, 3, 4, 5, CellHParams(bias_scale=0.3), rng, dtype=numpy.float64)
+    x = rng.normal(size=(6, 2, 3))
+    target = rng.integers(0, 4, size=(6, 2))
+    with_dx = net.loss_and_grads(x, target)
+    without = net.loss_and_grads(x, target, input_grad=False)
+    assert with_dx.dx.shape == x.shape and without.dx is None
+    assert without.loss == with_dx.loss
+    for name in net.params:
+        numpy.testing.assert_array_equal(without.grads[name], with_dx.grads[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
 def test_truncated_bptt_two_windows_equal_one_sequence(xp, cell):
     """Gradients of a sequence = gradients of its two halves, state and dstate carried across."""
     depth = CELLS[cell].min_depth + 1
