@@ -65,11 +65,12 @@ def study_list(store: StorePath = None, json_output: Json = False):
     if json_output:
         print_json({"store": str(db.path), "studies": studies})
         return
-    print_table(f"studies in {db.path}", ["study", "task", "cell", "depth", "n_h", "strategy", "trials", "done",
-                                           "infeasible", "failed", "running"],
-                [[s["name"], s["spec"]["task"], s["spec"]["cell"], s["spec"]["depth"], s["spec"]["n_h"],
-                  s["spec"]["strategy"], s["trials"], s["done"], s["infeasible"], s["failed"], s["running"]]
-                 for s in studies], keep_whole=("study",))
+    print_table(f"studies in {db.path}", ["study", "what", "trials", "d/i/f/r"],
+                [[s["name"], f"{s['spec']['task']}, {s['spec']['cell']} depth {s['spec']['depth']}, "
+                  f"{s['spec']['n_h']} units, {s['spec']['strategy']}", s["trials"],
+                  f"{s['done']}/{s['infeasible']}/{s['failed']}/{s['running']}"] for s in studies],
+                caption="d/i/f/r: trials done, infeasible (diverged), failed (an error), running",
+                keep_whole=("study",))
 
 
 @study_app.command("show")
