@@ -10,26 +10,24 @@ not reached the target at the cap counts as infinitely long, so a median
 that is itself censored prints as ``>cap``. The issue's bar: the GP's median
 is at most a third of random search's.
 
-BLAS threads are limited to one (unless set already): the GP's matrices are
-at most a few hundred wide, so threads only add wake-up latency, and on a
-busy machine that made one suggestion several times slower.
+The GP's suggestions run on one BLAS thread whatever the environment says
+(``GPOptimizer.suggest`` limits BLAS with ``threadpoolctl``; see
+:mod:`rnncap.tune.gp`): its matrices are at most a few hundred wide, so
+threads only add wake-up latency, and its suggestions do not depend on the
+machine's thread count (``tests/test_reproducible.py``). Random search does
+no matrix work worth a thread. So no ``OPENBLAS_NUM_THREADS`` is needed.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import math
+import platform
+import time
+from pathlib import Path
 
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")          # before NumPy loads its BLAS
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from rnncap.tune.testfunctions import BRANIN, HARTMANN6, benchmark, censored_median  # noqa: E402
+from rnncap.tune.testfunctions import BRANIN, HARTMANN6, benchmark, censored_median
 
 PROBLEMS = [(BRANIN, 0.01), (HARTMANN6, 0.05)]
 CAPS = {"gp": 300, "random": 500_000}             # random search's medians are about 9,300 and 120,000
@@ -46,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     results = {"seeds": seeds, "caps": CAPS, "python": platform.python_version(),
-               "blas_threads": os.environ["OPENBLAS_NUM_THREADS"], "functions": {}}
+               "blas_threads": 1, "functions": {}}   # the GP's, by one_blas_thread
     for fn, gap in PROBLEMS:
         row = {"dim": fn.dim, "minimum": fn.minimum, "gap": gap, "target": fn.target(gap)}
         for strategy, cap in CAPS.items():
