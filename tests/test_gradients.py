@@ -7,12 +7,14 @@ are drawn. Every gradient (weights, biases, learned initial states, readout,
 inputs, passed-in initial state) must be within 1e-6 relative error of central
 differences.
 
-ReLU kinks are avoided by construction: a draw with any ReLU pre-activation
-within 1e-3 of zero (computed by the independent reference forward of
-``reference.py``) is rejected. The perturbations are 1e-5, so no difference
-quotient crosses a kink, except where the check enlarges the step (up to 1e-3)
-for an array with a vanishing gradient; a draw where the library's exact kink
-detector (a ReLU switched) fires is rejected too.
+ReLU kinks: a draw with any ReLU pre-activation within 1e-3 of zero (computed
+by the independent reference forward of ``reference.py``) is rejected first.
+That alone cannot rule a crossing out: the difference quotients step by 1e-4
+and 2e-4 (up to 1e-3 and 2e-3 for an array with a small gradient), in
+directions mode along a random ``v ~ N(0, I)`` over a whole array, which can
+move a pre-activation by more than 1e-3. So a draw where the library's exact
+kink detector fires (a ReLU switched at some evaluation point) is rejected
+too, and no draw that reaches the assertion differences across a kink.
 """
 
 from __future__ import annotations
