@@ -106,7 +106,7 @@ def test_fitted_hyperparameters_stay_in_bounds_and_beat_the_prior_median():
 
 @settings(max_examples=examples(20))
 @given(seed=seeds, n=st.integers(3, 20), d=st.integers(1, 4))
-def test_expected_improvement_vanishes_at_observed_points_and_not_elsewhere(seed, n, d):
+def test_expected_improvement_vanishes_at_observed_points_and_not_where_uncertain(seed, n, d):
     rng = numpy.random.default_rng(seed)
     X = rng.random((n, d))
     y = smooth(X)
@@ -116,8 +116,16 @@ def test_expected_improvement_vanishes_at_observed_points_and_not_elsewhere(seed
     mean, var = model.predict(X)
     ei_observed = expected_improvement(mean, var, y.min())
     assert numpy.all(ei_observed < 1e-4)                               # certain, and none below the incumbent
-    unexplored = rng.random((500, d))
-    assert expected_improvement(*model.predict(unexplored), y.min()).max() > 1e-3
+    # Elsewhere EI is positive wherever the posterior is uncertain (sigma (gamma Phi + phi) > 0 for every
+    # finite gamma; below gamma = -20 it underflows), and never less than the mean's own improvement
+    # (Jensen). A fixed threshold at random points is not a property: a dense 1-D sample can leave EI
+    # above 1e-3 only in a sliver that random points miss.
+    mean, var = model.predict(rng.random((500, d)))
+    ei = expected_improvement(mean, var, y.min())
+    std = numpy.sqrt(var)
+    uncertain = (std > 1e-6) & ((y.min() - mean) / numpy.maximum(std, 1e-300) > -20.0)
+    assert numpy.all(ei[uncertain] > 0.0)
+    assert numpy.all(ei >= numpy.maximum(y.min() - mean, 0.0) - 1e-12)
 
 
 def test_expected_improvement_known_values():
