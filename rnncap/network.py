@@ -29,7 +29,7 @@ import numpy
 
 from rnncap.autodiff.bptt import layer_backward, layer_forward
 from rnncap.autodiff.dense import dense_backward, dense_forward
-from rnncap.autodiff.losses import SoftmaxCrossEntropy
+from rnncap.autodiff.losses import SoftmaxCrossEntropy, loss_on_counted_steps
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 from rnncap.cells import Cell, CellHParams, make_cell
 from rnncap.errors import RnncapError
@@ -162,13 +162,6 @@ def _cell_and_hparams(cell: str | Cell, hp: CellHParams) -> tuple[Cell, CellHPar
     return cell, dataclasses.replace(hp, **own)
 
 
-def _dense_param_grads(x, dout):
-    """``(dW, db)`` for ``out = x W + b``: :func:`dense_backward` without the input gradient."""
-    T, B, n = x.shape
-    dout_2d = dout.reshape(T * B, -1)                                       # (T*B, m)
-    return x.reshape(T * B, n).T @ dout_2d, dout_2d.sum(axis=0)             # (n, m), (m,)
-
-
 class Forward(NamedTuple):
     out: object          # (T, B, n_out) readout at every step
     state: list          # per layer, the state tuple after the last step
@@ -224,6 +217,7 @@ class Network:
         self.cell, self.hp = _cell_and_hparams(cell, hp or CellHParams())
         self.depth, self.n_in, self.n_out, self.n_h = depth, n_in, n_out, n_h
         self.xp, self.dtype = xp, numpy.dtype(dtype)
+        self.members: tuple[int, ...] = ()             # (K,) for a population (rnncap.population)
         rng = numpy.random.default_rng(rng) if not isinstance(rng, numpy.random.Generator) else rng
         init = self._init_params(rng)
         self.params = {name: xp.asarray(value, dtype=self.dtype) for name, value in init.items()}
@@ -245,7 +239,8 @@ class Network:
 
     @property
     def n_params(self) -> int:
-        return sum(int(v.size) for v in self.params.values())
+        """Parameters of one network (of one member, in a population)."""
+        return sum(int(v.size) for v in self.params.values()) // math.prod(self.members)
 
     def layer_params(self, k: int) -> dict:
         prefix = f"layer{k}."
@@ -263,11 +258,12 @@ class Network:
         truncated BPTT; its gradient comes back as ``Backward.dstate0``.
         """
         x = self.xp.asarray(x, dtype=self.dtype)
-        if x.ndim != 3 or x.shape[2] != self.n_in:
-            raise RnncapError(f"x must have shape (T, B, {self.n_in}), got {tuple(x.shape)}")
+        if x.shape[:-3] != self.members or x.ndim != 3 + len(self.members) or x.shape[-1] != self.n_in:
+            expected = ", ".join(str(d) for d in (*self.members, "T", "B", self.n_in))
+            raise RnncapError(f"x must have shape ({expected}), got {tuple(x.shape)}")
         learned = state0 is None
         if learned:
-            state0 = self.initial_state(x.shape[1])
+            state0 = self.initial_state(x.shape[-2])
         h = x
         if self.cell.carries_input:
             h = dense_forward(x, self.params["proj.W"], self.params["proj.b"])   # (T, B, N)
@@ -294,23 +290,19 @@ class Network:
         for k in reversed(range(self.depth)):
             p = self.layer_params(k)
             layer_tape = tape.layers[k]
-            B = layer_tape.x.shape[1]
+            B = layer_tape.x.shape[-2]
             d_final = dstate[k] if dstate is not None else tuple(
-                xp.zeros((B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
+                xp.zeros((*self.members, B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
             needs_dx = k > 0 or input_grad or self.cell.carries_input
             dh, dstate0[k], layer_grads = layer_backward(self.cell, p, layer_tape, dh, tuple(d_final), needs_dx)
             for name, g in layer_grads.items():
                 grads[f"layer{k}.{name}"] = g
             for name, d0 in zip(self.cell.state_names, dstate0[k]):
                 # the learned initial state is shared by the batch: its gradient is the sum
-                grads[f"layer{k}.{name}0"] = d0.sum(axis=0) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
-        if not self.cell.carries_input:
-            dx = dh                                      # None unless input_grad
-        elif input_grad:
-            dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"])
-        else:                                            # the projection's weights only: no GEMM back to x
-            dx = None
-            grads["proj.W"], grads["proj.b"] = _dense_param_grads(tape.x, dh)
+                grads[f"layer{k}.{name}0"] = d0.sum(axis=-2) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
+        dx = dh                                          # None unless input_grad
+        if self.cell.carries_input:                      # with input_grad=False, no GEMM back to x
+            dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"], input_grad)
         return Backward({name: grads[name] for name in self.params}, dx, dstate0)
 
     def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,
@@ -318,9 +310,10 @@ class Network:
         """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward."""
         loss = loss or SoftmaxCrossEntropy()
         fwd = self.forward(x, state0)
-        value, dout = loss(fwd.out, target, mask)
+        value, dout = loss_on_counted_steps(loss, fwd.out, target, mask)
         bwd = self.backward(fwd.tape, dout, input_grad=input_grad)
-        return LossAndGrads(float(value), bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
+        value = float(value) if not self.members else value              # a population: one loss per member (K,)
+        return LossAndGrads(value, bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
 
     def astype(self, dtype, xp=None) -> "Network":
         """A copy with the parameters cast to ``dtype`` (and moved to ``xp``)."""
