@@ -29,7 +29,7 @@ import numpy
 
 from rnncap.autodiff.bptt import layer_backward, layer_forward
 from rnncap.autodiff.dense import dense_backward, dense_forward
-from rnncap.autodiff.losses import SoftmaxCrossEntropy, loss_on_counted_steps
+from rnncap.autodiff.losses import SoftmaxCrossEntropy, counted_steps
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 from rnncap.cells import Cell, CellHParams, make_cell
 from rnncap.errors import RnncapError
@@ -163,7 +163,7 @@ def _cell_and_hparams(cell: str | Cell, hp: CellHParams) -> tuple[Cell, CellHPar
 
 
 class Forward(NamedTuple):
-    out: object          # (T, B, n_out) readout at every step
+    out: object          # (T, B, n_out) readout at every step (or at the steps asked for)
     state: list          # per layer, the state tuple after the last step
     tape: object         # what backward needs
 
@@ -186,8 +186,10 @@ class LossAndGrads(NamedTuple):
 class _Tape(NamedTuple):
     x: object
     layers: list
-    top: object
+    top: object               # the top layer's output at the steps read out
     learned_state0: bool
+    steps: object             # the steps read out (indices), or None for all
+    top_shape: tuple          # the top layer's output at every step: (T, B, N)
 
 
 class Network:
@@ -250,12 +252,14 @@ class Network:
         """The learned initial state of every layer, for a batch."""
         return [self.cell.init_state(self.layer_params(k), batch) for k in range(self.depth)]
 
-    def forward(self, x, state0: list | None = None) -> Forward:
+    def forward(self, x, state0: list | None = None, steps=None) -> Forward:
         """Run the stack over ``x`` (T, B, n_in).
 
         ``state0`` (one state tuple per layer, arrays (B, N)) replaces the
         learned initial state, e.g. to carry state between the windows of
         truncated BPTT; its gradient comes back as ``Backward.dstate0``.
+        ``steps`` (indices of time steps) reads out only those steps:
+        ``out`` is then (len(steps), B, n_out).
         """
         x = self.xp.asarray(x, dtype=self.dtype)
         if x.shape[:-3] != self.members or x.ndim != 3 + len(self.members) or x.shape[-1] != self.n_in:
@@ -272,8 +276,9 @@ class Network:
             h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]))
             states.append(state)
             tapes.append(tape)
-        out = dense_forward(h, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
-        return Forward(out, states, _Tape(x, tapes, h, learned))
+        top = h if steps is None else self.xp.take(h, self.xp.asarray(steps), axis=-3)
+        out = dense_forward(top, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
+        return Forward(out, states, _Tape(x, tapes, top, learned, steps, h.shape))
 
     def backward(self, tape: _Tape, dout, dstate: list | None = None, input_grad: bool = True) -> Backward:
         """Gradients of a loss whose gradient at the readout is ``dout`` (T, B, n_out).
@@ -286,6 +291,10 @@ class Network:
         xp = array_module(dout)
         grads = {}
         dh, grads["readout.W"], grads["readout.b"] = dense_backward(tape.top, dout, self.params["readout.W"])
+        if tape.steps is not None:                       # read out at some steps only: zero at the others
+            dh_read = dh
+            dh = xp.zeros(tape.top_shape, dtype=self.dtype)                  # (T, B, N)
+            dh[..., xp.asarray(tape.steps), :, :] = dh_read
         dstate0 = [None] * self.depth
         for k in reversed(range(self.depth)):
             p = self.layer_params(k)
@@ -307,10 +316,19 @@ class Network:
 
     def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,
                        input_grad: bool = True) -> LossAndGrads:
-        """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward."""
+        """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward.
+
+        The readout and the loss are computed only at the time steps the mask
+        counts (all of them without a mask); ``out`` holds those steps.
+        """
         loss = loss or SoftmaxCrossEntropy()
-        fwd = self.forward(x, state0)
-        value, dout = loss_on_counted_steps(loss, fwd.out, target, mask)
+        steps = counted_steps(mask, self.xp.asarray(x).shape[-3])          # where the loss reads the network
+        fwd = self.forward(x, state0, steps)
+        if steps is not None:
+            on_steps = self.xp.asarray(steps)
+            target = self.xp.take(self.xp.asarray(target), on_steps, axis=len(self.members))
+            mask = self.xp.take(self.xp.asarray(mask), on_steps, axis=-2)
+        value, dout = loss(fwd.out, target, mask)
         bwd = self.backward(fwd.tape, dout, input_grad=input_grad)
         value = float(value) if not self.members else value              # a population: one loss per member (K,)
         return LossAndGrads(value, bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)

@@ -102,29 +102,21 @@ class SquaredError:
         return value / count, 2.0 * diff * mask[..., None] / _per_position(count)
 
 
-def loss_on_counted_steps(loss, out, target, mask=None):
-    """``loss(out, target, mask)``, computed only at the time steps that the mask counts.
+def counted_steps(mask, T: int):
+    """The time steps at which ``mask`` (T, B) counts anything, as indices; None when it is all of them.
 
     The capacity and memory tasks read their output at one step of ``T``: the
-    other steps add nothing to the loss and zero to its gradient, so the
-    softmax (or the squared error) is skipped there. The value and the
-    gradient are those of ``loss(out, target, mask)``.
+    network then computes its readout and the loss only there
+    (:meth:`rnncap.network.Network.loss_and_grads`).
     """
     if mask is None:
-        return loss(out, target, mask)
-    xp = array_module(out)
+        return None
+    xp = array_module(mask)
     mask = xp.asarray(mask)
     time_axis = mask.ndim - 2
-    other = tuple(a for a in range(mask.ndim) if a != time_axis)
-    counted = to_numpy((mask != 0).any(axis=other)).nonzero()[0]             # (T',) the steps that count
-    if len(counted) in (0, out.shape[-3]):
-        return loss(out, target, mask)
-    steps = xp.asarray(counted)
-    value, dcounted = loss(xp.take(out, steps, axis=-3), xp.take(xp.asarray(target), steps, axis=out.ndim - 3),
-                           xp.take(mask, steps, axis=time_axis))
-    dout = xp.zeros_like(out)                                               # (T, B, n_out)
-    dout[..., steps, :, :] = dcounted
-    return value, dout
+    counts = (mask != 0).any(axis=tuple(a for a in range(mask.ndim) if a != time_axis))     # (T,)
+    steps = to_numpy(counts).nonzero()[0]
+    return None if len(steps) in (0, T) else steps
 
 
 def make_loss(name: str, heads: int = 1):
