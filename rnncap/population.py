@@ -43,15 +43,20 @@ from rnncap.train import TrainConfig, TrainResult, better_of, diverged_reason, h
 MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
 POPULATION_PARAMS = 20_000                # the default population holds about this many parameters in all
 MAX_POPULATION = 32
+MAX_GP_POPULATION = 4                     # a GP proposes this many at once before it sees a result
 
 
-def default_population(n_params: int) -> int:
+def default_population(n_params: int, strategy: str = "random") -> int:
     """How many trials of ``n_params`` parameters to train together by default (CPU).
 
-    Small networks gain the most: their steps are Python overhead, which a
-    population pays once (``benchmarks/throughput.py`` measures it).
+    Small networks gain the most: their steps are mostly Python overhead,
+    which a population pays once (``benchmarks/throughput.py`` measures it).
+    A GP study takes at most :data:`MAX_GP_POPULATION`: each population is
+    proposed before any of its results are in, and a GP that proposes 20
+    points blind is mostly a random search.
     """
-    return max(1, min(MAX_POPULATION, POPULATION_PARAMS // max(1, n_params)))
+    size = max(1, min(MAX_POPULATION, POPULATION_PARAMS // max(1, n_params)))
+    return min(size, MAX_GP_POPULATION) if strategy == "gp" else size
 
 
 def stack(nets: list[Network]) -> Network:

@@ -78,7 +78,7 @@ Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://
                                                   "instead of local processes.")]
 Population = Annotated[Optional[int], typer.Option(
     "--population", "-K", help="Trials trained together as one population (same shape, in lockstep; "
-    "see rnncap/population.py). Default: chosen from the network's size.")]
+    "see rnncap/population.py). Default: about 20000 parameters in all, at most 32, at most 4 for a GP.")]
 TaskOptions = Annotated[list[str], typer.Option("--option", "-o", help="A task option KEY=VALUE, e.g. "
                                                 "-o n_samples=3000 -o unroll=5 (see `rnncap tasks`).")]
 
@@ -128,7 +128,7 @@ def choose_population(population: int | None, spec: dict, json_output: bool) -> 
         if population < 1:
             raise RnncapError(f"--population must be >= 1, got {population}")
         return population
-    chosen = default_population(spec["params"])
+    chosen = default_population(spec["params"], spec["strategy"])
     if not json_output:
         typer.echo(f"population {chosen} (the default for {spec['params']} parameters; --population to change)",
                    err=True)
