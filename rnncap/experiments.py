@@ -291,8 +291,13 @@ def experiment_plans(name: str, preset: str) -> list[StudyPlan]:
 
 
 def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, scheduler: str | None = None,
-              device: str | None = None, progress: bool = False, time_limit: float | None = None) -> dict:
-    """Run every study of an experiment (resuming where the store says it stopped)."""
+              device: str | None = None, progress: bool = False, time_limit: float | None = None,
+              population: int | None = None) -> dict:
+    """Run every study of an experiment (resuming where the store says it stopped).
+
+    ``population``: trials trained together; None picks each study's default from its network's size.
+    """
+    from rnncap.population import default_population
     from rnncap.tune.study import run_study
 
     started = time.perf_counter()
@@ -304,7 +309,8 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
             if left is not None and left <= 0:
                 break
             summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
-                                device=device, time_limit=left)
+                                device=device, time_limit=left,
+                                population=population or default_population(plan.spec["params"], plan.spec["strategy"]))
             done.append({"study": plan.name, "trials": summary["trials"], "best": summary["best"]})
             bar.update(k + 1, plan.name)
     return {"experiment": name, "preset": preset, "studies": done, "planned": len(plans),

@@ -29,7 +29,7 @@ import numpy
 
 from rnncap.autodiff.bptt import layer_backward, layer_forward
 from rnncap.autodiff.dense import dense_backward, dense_forward
-from rnncap.autodiff.losses import SoftmaxCrossEntropy
+from rnncap.autodiff.losses import SoftmaxCrossEntropy, counted_steps
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 from rnncap.cells import Cell, CellHParams, make_cell
 from rnncap.errors import RnncapError
@@ -162,15 +162,8 @@ def _cell_and_hparams(cell: str | Cell, hp: CellHParams) -> tuple[Cell, CellHPar
     return cell, dataclasses.replace(hp, **own)
 
 
-def _dense_param_grads(x, dout):
-    """``(dW, db)`` for ``out = x W + b``: :func:`dense_backward` without the input gradient."""
-    T, B, n = x.shape
-    dout_2d = dout.reshape(T * B, -1)                                       # (T*B, m)
-    return x.reshape(T * B, n).T @ dout_2d, dout_2d.sum(axis=0)             # (n, m), (m,)
-
-
 class Forward(NamedTuple):
-    out: object          # (T, B, n_out) readout at every step
+    out: object          # (T, B, n_out) readout at every step (or at the steps asked for)
     state: list          # per layer, the state tuple after the last step
     tape: object         # what backward needs
 
@@ -193,8 +186,10 @@ class LossAndGrads(NamedTuple):
 class _Tape(NamedTuple):
     x: object
     layers: list
-    top: object
+    top: object               # the top layer's output at the steps read out
     learned_state0: bool
+    steps: object             # the steps read out (indices), or None for all
+    top_shape: tuple          # the top layer's output at every step: (T, B, N)
 
 
 class Network:
@@ -224,6 +219,7 @@ class Network:
         self.cell, self.hp = _cell_and_hparams(cell, hp or CellHParams())
         self.depth, self.n_in, self.n_out, self.n_h = depth, n_in, n_out, n_h
         self.xp, self.dtype = xp, numpy.dtype(dtype)
+        self.members: tuple[int, ...] = ()             # (K,) for a population (rnncap.population)
         rng = numpy.random.default_rng(rng) if not isinstance(rng, numpy.random.Generator) else rng
         init = self._init_params(rng)
         self.params = {name: xp.asarray(value, dtype=self.dtype) for name, value in init.items()}
@@ -245,7 +241,8 @@ class Network:
 
     @property
     def n_params(self) -> int:
-        return sum(int(v.size) for v in self.params.values())
+        """Parameters of one network (of one member, in a population)."""
+        return sum(int(v.size) for v in self.params.values()) // math.prod(self.members)
 
     def layer_params(self, k: int) -> dict:
         prefix = f"layer{k}."
@@ -255,19 +252,22 @@ class Network:
         """The learned initial state of every layer, for a batch."""
         return [self.cell.init_state(self.layer_params(k), batch) for k in range(self.depth)]
 
-    def forward(self, x, state0: list | None = None) -> Forward:
+    def forward(self, x, state0: list | None = None, steps=None) -> Forward:
         """Run the stack over ``x`` (T, B, n_in).
 
         ``state0`` (one state tuple per layer, arrays (B, N)) replaces the
         learned initial state, e.g. to carry state between the windows of
         truncated BPTT; its gradient comes back as ``Backward.dstate0``.
+        ``steps`` (indices of time steps) reads out only those steps:
+        ``out`` is then (len(steps), B, n_out).
         """
         x = self.xp.asarray(x, dtype=self.dtype)
-        if x.ndim != 3 or x.shape[2] != self.n_in:
-            raise RnncapError(f"x must have shape (T, B, {self.n_in}), got {tuple(x.shape)}")
+        if x.shape[:-3] != self.members or x.ndim != 3 + len(self.members) or x.shape[-1] != self.n_in:
+            expected = ", ".join(str(d) for d in (*self.members, "T", "B", self.n_in))
+            raise RnncapError(f"x must have shape ({expected}), got {tuple(x.shape)}")
         learned = state0 is None
         if learned:
-            state0 = self.initial_state(x.shape[1])
+            state0 = self.initial_state(x.shape[-2])
         h = x
         if self.cell.carries_input:
             h = dense_forward(x, self.params["proj.W"], self.params["proj.b"])   # (T, B, N)
@@ -276,8 +276,9 @@ class Network:
             h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]))
             states.append(state)
             tapes.append(tape)
-        out = dense_forward(h, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
-        return Forward(out, states, _Tape(x, tapes, h, learned))
+        top = h if steps is None else self.xp.take(h, self.xp.asarray(steps), axis=-3)
+        out = dense_forward(top, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
+        return Forward(out, states, _Tape(x, tapes, top, learned, steps, h.shape))
 
     def backward(self, tape: _Tape, dout, dstate: list | None = None, input_grad: bool = True) -> Backward:
         """Gradients of a loss whose gradient at the readout is ``dout`` (T, B, n_out).
@@ -290,37 +291,47 @@ class Network:
         xp = array_module(dout)
         grads = {}
         dh, grads["readout.W"], grads["readout.b"] = dense_backward(tape.top, dout, self.params["readout.W"])
+        if tape.steps is not None:                       # read out at some steps only: zero at the others
+            dh_read = dh
+            dh = xp.zeros(tape.top_shape, dtype=self.dtype)                  # (T, B, N)
+            dh[..., xp.asarray(tape.steps), :, :] = dh_read
         dstate0 = [None] * self.depth
         for k in reversed(range(self.depth)):
             p = self.layer_params(k)
             layer_tape = tape.layers[k]
-            B = layer_tape.x.shape[1]
+            B = layer_tape.x.shape[-2]
             d_final = dstate[k] if dstate is not None else tuple(
-                xp.zeros((B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
+                xp.zeros((*self.members, B, self.n_h), dtype=self.dtype) for _ in self.cell.state_names)
             needs_dx = k > 0 or input_grad or self.cell.carries_input
             dh, dstate0[k], layer_grads = layer_backward(self.cell, p, layer_tape, dh, tuple(d_final), needs_dx)
             for name, g in layer_grads.items():
                 grads[f"layer{k}.{name}"] = g
             for name, d0 in zip(self.cell.state_names, dstate0[k]):
                 # the learned initial state is shared by the batch: its gradient is the sum
-                grads[f"layer{k}.{name}0"] = d0.sum(axis=0) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
-        if not self.cell.carries_input:
-            dx = dh                                      # None unless input_grad
-        elif input_grad:
-            dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"])
-        else:                                            # the projection's weights only: no GEMM back to x
-            dx = None
-            grads["proj.W"], grads["proj.b"] = _dense_param_grads(tape.x, dh)
+                grads[f"layer{k}.{name}0"] = d0.sum(axis=-2) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
+        dx = dh                                          # None unless input_grad
+        if self.cell.carries_input:                      # with input_grad=False, no GEMM back to x
+            dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"], input_grad)
         return Backward({name: grads[name] for name in self.params}, dx, dstate0)
 
     def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,
                        input_grad: bool = True) -> LossAndGrads:
-        """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward."""
+        """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward.
+
+        The readout and the loss are computed only at the time steps the mask
+        counts (all of them without a mask); ``out`` holds those steps.
+        """
         loss = loss or SoftmaxCrossEntropy()
-        fwd = self.forward(x, state0)
+        steps = counted_steps(mask, self.xp.asarray(x).shape[-3])          # where the loss reads the network
+        fwd = self.forward(x, state0, steps)
+        if steps is not None:
+            on_steps = self.xp.asarray(steps)
+            target = self.xp.take(self.xp.asarray(target), on_steps, axis=len(self.members))
+            mask = self.xp.take(self.xp.asarray(mask), on_steps, axis=-2)
         value, dout = loss(fwd.out, target, mask)
         bwd = self.backward(fwd.tape, dout, input_grad=input_grad)
-        return LossAndGrads(float(value), bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
+        value = float(value) if not self.members else value              # a population: one loss per member (K,)
+        return LossAndGrads(value, bwd.grads, fwd.out, fwd.state, bwd.dx, bwd.dstate0)
 
     def astype(self, dtype, xp=None) -> "Network":
         """A copy with the parameters cast to ``dtype`` (and moved to ``xp``)."""

@@ -12,6 +12,12 @@ arrays in place:
 - ``adam``: Kingma & Ba, with bias correction.
 
 Full-batch L-BFGS lives in :mod:`rnncap.train`, since SciPy drives its loop.
+
+In a population (:mod:`rnncap.population`) every parameter has a leading
+member axis, and the numbers that members may differ in (the learning rate,
+momentum, the clipping threshold, the L2 weight) are arrays (K,), one per
+member; :func:`per_member` shapes such an array to multiply a parameter.
+Plain numbers work as before.
 """
 
 from __future__ import annotations
@@ -19,10 +25,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rnncap.backend import array_module
+import numpy
+
+from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
+
+
+def per_member(value, like):
+    """``value`` ready to multiply ``like``: a number as it is; an array (K,) cast to ``like``'s
+    dtype and array module and shaped (K, 1, ..., 1), one entry per member."""
+    if getattr(value, "ndim", 0) == 0:
+        return value
+    xp = array_module(like)
+    return xp.asarray(value, dtype=like.dtype).reshape(value.shape + (1,) * (like.ndim - value.ndim))
+
+
+def member_sums(arrays, members: int):
+    """``sum`` of every entry of ``arrays``, member by member: (K,) when ``members`` is K, a float when 0."""
+    if not members:
+        return float(sum(a.sum() for a in arrays))
+    return sum(a.reshape(members, -1).sum(axis=1) for a in arrays)
 
 
 @dataclass(frozen=True)
@@ -36,8 +60,8 @@ class SGD:
     def update(self, params: dict, grads: dict, state: dict, lr: float) -> None:
         for k, p in params.items():
             v = state[f"v.{k}"]
-            v *= self.momentum
-            v -= lr * grads[k]
+            v *= per_member(self.momentum, v)
+            v -= per_member(lr, p) * grads[k]
             p += v
 
 
@@ -56,7 +80,7 @@ class RMSProp:
             g, s = grads[k], state[f"s.{k}"]
             s *= self.rho
             s += (1.0 - self.rho) * g * g
-            p -= lr * g / (xp.sqrt(s) + self.eps)
+            p -= per_member(lr, p) * g / (xp.sqrt(s) + self.eps)
 
 
 @dataclass(frozen=True)
@@ -84,7 +108,7 @@ class Adam:
             m += (1.0 - self.beta1) * g
             v *= self.beta2
             v += (1.0 - self.beta2) * g * g
-            p -= step * m / (xp.sqrt(v) + self.eps)
+            p -= per_member(step, p) * m / (xp.sqrt(v) + self.eps)
 
 
 def make_optimizer(name: str, momentum: float = 0.9):
@@ -107,20 +131,20 @@ def is_weight(name: str) -> bool:
     return name.rsplit(".", 1)[-1].startswith("W")
 
 
-def l2_penalty(params: dict, l2: float) -> float:
-    """``l2/2 * sum ||W||^2`` over the weight matrices."""
-    if l2 == 0.0:
+def l2_penalty(params: dict, l2, members: int = 0):
+    """``l2/2 * sum ||W||^2`` over the weight matrices (per member: ``l2`` and the result (K,))."""
+    if not members and l2 == 0.0:
         return 0.0
-    return 0.5 * l2 * float(sum((p * p).sum() for k, p in params.items() if is_weight(k)))
+    return 0.5 * l2 * member_sums([p * p for k, p in params.items() if is_weight(k)], members)
 
 
-def add_l2(params: dict, grads: dict, l2: float) -> float:
+def add_l2(params: dict, grads: dict, l2, members: int = 0):
     """Add the L2 penalty's gradient to ``grads`` in place; return the penalty."""
-    if l2 != 0.0:
+    if members or l2 != 0.0:
         for k, p in params.items():
             if is_weight(k):
-                grads[k] += l2 * p
-    return l2_penalty(params, l2)
+                grads[k] += per_member(l2, p) * p
+    return l2_penalty(params, l2, members)
 
 
 def global_norm(grads: dict) -> float:
@@ -135,3 +159,15 @@ def clip_by_global_norm(grads: dict, max_norm: float | None) -> float:
         for g in grads.values():
             g *= scale
     return norm
+
+
+def clip_members_by_norm(grads: dict, max_norms):
+    """:func:`clip_by_global_norm` for each member of a population: ``max_norms`` (K,), inf for none."""
+    members = len(max_norms)
+    norms = numpy.sqrt(to_numpy(member_sums([g * g for g in grads.values()], members)).astype(numpy.float64))
+    clipped = numpy.isfinite(norms) & (norms > max_norms)
+    if clipped.any():
+        scale = numpy.where(clipped, max_norms / numpy.where(clipped, norms, 1.0), 1.0)     # (K,)
+        for g in grads.values():
+            g *= per_member(scale, g)
+    return norms

@@ -74,8 +74,18 @@ class TrainResult:
     history: list = field(default_factory=list)   # (step, loss) pairs, about 100 of them
 
 
-def _history_stride(steps: int) -> int:
+def history_stride(steps: int) -> int:
+    """Record the loss every this many steps (about 100 points a run)."""
     return max(1, steps // 100)
+
+
+def diverged_reason(value: float, first_loss: float, factor: float) -> str | None:
+    """Why a run whose loss is ``value`` has diverged, or None: NaN or inf, or ``factor`` times its first loss."""
+    if not math.isfinite(value):
+        return f"loss became {value}"
+    if value > factor * max(first_loss, 1e-8):
+        return f"loss {value:.4g} exceeded {factor:g} x its first value {first_loss:.4g}"
+    return None
 
 
 def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=None, resume: bool = False,
@@ -107,14 +117,10 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
                   elapsed=elapsed_before + time.perf_counter() - started)
 
     def diverged(value: float) -> str | None:
-        if not math.isfinite(value):
-            return f"loss became {value}"
-        if value > config.diverge_factor * max(first_loss, 1e-8):
-            return f"loss {value:.4g} exceeded {config.diverge_factor:g} x its first value {first_loss:.4g}"
-        return None
+        return diverged_reason(value, first_loss, config.diverge_factor)
 
     loss, status, reason, last = math.nan, "done", None, None
-    stride = _history_stride(config.steps)
+    stride = history_stride(config.steps)
     with ProgressBar(progress, config.steps, f"{task.name} {net.cell.name}") as bar:
         while step < config.steps:
             batch = task.batch(step, rng)
@@ -137,7 +143,7 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
             if step % stride == 0 or step == config.steps:
                 history.append((step, loss))
             if config.eval_every and step % config.eval_every == 0 and task.select_best:
-                best = _better_of(task, best, task.evaluate(net))
+                best = better_of(task, best, task.evaluate(net))
             if checkpoint_path is not None and step % config.checkpoint_every == 0:
                 save()
             bar.update(step, f"loss {loss:.4g}")
@@ -158,12 +164,12 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
         if not _all_finite(net.params):
             status, reason = "infeasible", "parameters became NaN or infinite"
         elif task.select_best:
-            metrics = _better_of(task, best, metrics)
+            metrics = better_of(task, best, metrics)
     return TrainResult(status, step, float(loss), metrics, elapsed_before + time.perf_counter() - started,
                        reason, history)
 
 
-def _better_of(task, best: dict | None, new: dict) -> dict:
+def better_of(task, best: dict | None, new: dict) -> dict:
     if best is None or task.better(new[task.objective], best[task.objective]):
         return new
     return best
@@ -218,7 +224,7 @@ def train_lbfgs(net, task, config: TrainConfig, *, progress: bool = False,
     with ProgressBar(progress, config.steps, f"{task.name} {net.cell.name} (L-BFGS)") as bar:
         def callback(intermediate_result):
             iterations[0] += 1
-            if iterations[0] % _history_stride(config.steps) == 0:
+            if iterations[0] % history_stride(config.steps) == 0:
                 history.append((iterations[0], float(intermediate_result.fun)))
             bar.update(iterations[0], f"loss {float(intermediate_result.fun):.4g}")
             if time_limit is not None and time.perf_counter() - started > time_limit:

@@ -8,8 +8,9 @@
 nonlinearity, ``b_fg``, the initial scales) and the training ones
 (:class:`TrainConfig`: the optimiser, learning rate, decay, clipping, L2,
 steps). :func:`trial_key` hashes the dict's content, so a store can tell
-whether a trial was already run. :func:`run_trial` is what every search runs,
-in this process or in a worker.
+whether a trial was already run. :func:`run_trials` is what every search runs,
+in this process or in a worker: several trials at once, as populations where
+they can be (:mod:`rnncap.population`); :func:`run_trial` runs one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import json
 import time
 from dataclasses import fields
 
+import numpy
+
 from rnncap.backend import get_xp
 from rnncap.cells import CellHParams, canonical_cell_name
 from rnncap.errors import RnncapError
 from rnncap.network import Network
+from rnncap.population import train_population
 from rnncap.tasks import make_task
 from rnncap.train import TrainConfig, train
 
@@ -74,6 +78,48 @@ def run_trial(trial: dict, *, device: str | None = None, progress: bool = False,
     task, net, train_config = build(trial, device)
     result = train(net, task, train_config, checkpoint_path=checkpoint_path, resume=resume, progress=progress,
                    time_limit=time_limit)
+    return _outcome(task, net, result, time.perf_counter() - started)
+
+
+def population_key(task, net, config) -> tuple:
+    """What trials must share to train as one population: the network's shape, the optimiser, the
+    schedule, the task and the shapes of its batches (a dataset of ``b`` samples, trained on whole, is
+    as wide as ``b``)."""
+    batch = task.batch(0, numpy.random.default_rng(0))                 # a throwaway draw: only its shapes count
+    return (net.cell.name, net.cell.nonlinearity, net.depth, net.n_in, net.n_out, net.n_h, config.optimizer,
+            config.steps, config.eval_every, task.name, task.loss, tuple(tuple(a.shape) for a in batch[:3]))
+
+
+def run_trials(trials: list[dict], *, device: str | None = None, progress=None,
+               time_limit: float | None = None) -> list[dict]:
+    """Train several trials, those that can as populations (:mod:`rnncap.population`); outcomes in order.
+
+    Trials that share a :func:`population_key` train together, in lockstep;
+    a trial alone (or trained with L-BFGS) trains as :func:`run_trial` does.
+    Each outcome is the one its trial gets alone, up to float32 rounding.
+    """
+    started = time.perf_counter()
+    built = [build(trial, device) for trial in trials]
+    groups: dict[tuple, list[int]] = {}
+    for i, (task, net, config) in enumerate(built):
+        key = ("alone", i) if config.optimizer == "lbfgs" else population_key(task, net, config)
+        groups.setdefault(key, []).append(i)
+    outcomes: list[dict | None] = [None] * len(trials)
+    for members in groups.values():
+        tasks, nets, configs = ([built[i][j] for i in members] for j in range(3))
+        if len(members) == 1:
+            results = [train(nets[0], tasks[0], configs[0], progress=progress, time_limit=time_limit)]
+        else:
+            results = train_population(nets, tasks, configs, progress=progress, time_limit=time_limit)
+        for i, task, net, result in zip(members, tasks, nets, results):
+            outcomes[i] = _outcome(task, net, result, result.wall_time)
+    for outcome in outcomes:
+        outcome["population"] = len(trials)
+        outcome["population_wall_time"] = time.perf_counter() - started
+    return outcomes
+
+
+def _outcome(task, net, result, wall_time: float) -> dict:
     return {
         "status": result.status,
         "objective": result.metrics.get(task.objective) if result.status == "done" else None,
@@ -85,5 +131,5 @@ def run_trial(trial: dict, *, device: str | None = None, progress: bool = False,
         "loss": result.loss,
         "reason": result.reason,
         "history": result.history,
-        "wall_time": time.perf_counter() - started,
+        "wall_time": wall_time,
     }

@@ -72,7 +72,8 @@ def _count_finished(path) -> int:
 def test_kill_dash_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
     path = tmp_path / "killed.sqlite"
     command = [sys.executable, "-m", "rnncap", "tune", "--study", "k", "--cell", "gru", "--units", "4",
-               "--strategy", "random", "--trials", "8", "--steps", "150", "--store", str(path), "--json",
+               "--strategy", "random", "--trials", "8", "--steps", "150", "--population", "2", "--store", str(path),
+               "--json",
                *[arg for k, v in TINY.items() for arg in ("-o", f"{k}={v}")]]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

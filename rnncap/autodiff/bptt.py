@@ -6,6 +6,11 @@ per step (one recurrent GEMM each). Backward: the same loop reversed, carrying
 the state gradient ``dstate`` from step t+1 to step t (``dhnext`` in
 min-char-rnn), adding up the recurrent weight gradients with ``+=``; then one
 GEMM each for the input weights, the biases and the input gradient.
+
+Shapes are one network's, ``x`` (T, B, n_in). A population of K networks
+(:mod:`rnncap.population`) adds a leading member axis to every array,
+``x`` (K, T, B, n_in), and the same lines run: time is always axis -3, so a
+step is ``x[..., t, :, :]``, and each GEMM is a stacked matmul, one per member.
 """
 
 from __future__ import annotations
@@ -29,14 +34,15 @@ def layer_forward(cell, p: dict, x, state0: tuple):
     layer above sees, the state after the last step, and the tape.
     """
     xp = array_module(x)
-    T, B, n_in = x.shape
-    xw = (x.reshape(T * B, n_in) @ p["W_x"] + p["b"]).reshape(T, B, -1)   # all steps, one GEMM  (T, B, G*N)
-    n = p["h0"].shape[0]
-    ys = xp.empty((T, B, n), dtype=xw.dtype)                                # (T, B, N)
+    *members, T, B, n_in = x.shape
+    xs = x.reshape(*members, T * B, n_in)                                   # (T*B, n_in)
+    xw = (xs @ p["W_x"] + p["b"][..., None, :]).reshape(*members, T, B, -1)  # all steps, one GEMM  (T, B, G*N)
+    n = p["h0"].shape[-1]
+    ys = xp.empty((*members, T, B, n), dtype=xw.dtype)                      # (T, B, N)
     caches = []
     state = state0
     for t in range(T):
-        ys[t], state, cache = cell.step(p, x[t], xw[t], state)
+        ys[..., t, :, :], state, cache = cell.step(p, x[..., t, :, :], xw[..., t, :, :], state)
         caches.append(cache)
     return ys, state, LayerTape(x, caches)
 
@@ -52,28 +58,29 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
     """
     xp = array_module(dys)
     x, caches = tape
-    T, B, n_in = x.shape
-    dxw = xp.empty((T, B, p["b"].shape[0]), dtype=dys.dtype)               # (T, B, G*N)
+    *members, T, B, n_in = x.shape
+    dxw = xp.empty((*members, T, B, p["b"].shape[-1]), dtype=dys.dtype)     # (T, B, G*N)
     dx_direct = None                                                        # (T, B, n_in), +RNN only
     grads = {}
     dstate = dstate_T
     for t in reversed(range(T)):
-        dx_t, dxw[t], dstate, step_grads = cell.step_backward(p, dys[t], dstate, caches[t])
+        dx_t, dxw[..., t, :, :], dstate, step_grads = cell.step_backward(p, dys[..., t, :, :], dstate, caches[t])
         if dx_t is not None:                                                # a direct path x_t -> y_t (+RNN)
             if dx_direct is None:
                 dx_direct = xp.zeros_like(x)
-            dx_direct[t] = dx_t
+            dx_direct[..., t, :, :] = dx_t
         for name, g in step_grads.items():
             if name in grads:
                 grads[name] += g
             else:
                 grads[name] = g
-    dxw_2d = dxw.reshape(T * B, -1)                                         # (T*B, G*N)
-    grads["W_x"] = x.reshape(T * B, n_in).T @ dxw_2d                        # all steps, one GEMM  (n_in, G*N)
-    grads["b"] = dxw_2d.sum(axis=0)                                         # (G*N,)
+    dxw_2d = dxw.reshape(*members, T * B, -1)                               # (T*B, G*N)
+    xs = x.reshape(*members, T * B, n_in)                                   # (T*B, n_in)
+    grads["W_x"] = xs.swapaxes(-1, -2) @ dxw_2d                             # all steps, one GEMM  (n_in, G*N)
+    grads["b"] = dxw_2d.sum(axis=-2)                                        # (G*N,)
     dx = None
     if input_grad:
-        dx = (dxw_2d @ p["W_x"].T).reshape(T, B, n_in)                      # all steps, one GEMM  (T, B, n_in)
+        dx = (dxw_2d @ p["W_x"].swapaxes(-1, -2)).reshape(x.shape)          # all steps, one GEMM  (T, B, n_in)
         if dx_direct is not None:
             dx += dx_direct
     return dx, dstate, grads

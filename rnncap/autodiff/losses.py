@@ -14,24 +14,35 @@ extended precision keeps every digit), and ``dout`` = d value / d out.
   integer targets (T, B, heads); the value is also averaged over the heads.
 - :class:`SquaredError`: ``sum_d (out_d - target_d)^2``; real targets
   (T, B, n_out).
+
+In a population (:mod:`rnncap.population`) every array has a leading member
+axis (``out`` (K, T, B, n_out); the mask (K, T, B) or one (T, B) for all) and
+``value`` is a vector (K,): each member's own mean, so that the gradient of
+their sum is each member's gradient.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnncap.backend import array_module
+from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
 
-def _mask_and_count(xp, mask, shape, dtype):
+def _mask_and_count(xp, mask, out):
+    """The mask in ``out``'s dtype, and how many positions it counts (per member in a population)."""
     if mask is None:
-        mask = xp.ones(shape, dtype=dtype)
-    mask = xp.asarray(mask, dtype=dtype)                                    # (T, B)
-    count = float(mask.sum())
-    if count <= 0:
+        mask = xp.ones(out.shape[-3:-1], dtype=out.dtype)                  # (T, B)
+    mask = xp.asarray(mask, dtype=out.dtype)                                # (T, B)
+    count = mask.sum(axis=(-2, -1))                                         # () or (K,)
+    if bool((count <= 0).any()):
         raise RnncapError("the loss mask selects no step: at least one entry must be nonzero")
     return mask, count
+
+
+def _per_position(count):
+    """``count`` shaped to divide a (T, B, n_out) gradient, member by member."""
+    return count[..., None, None, None]
 
 
 def log_softmax(z, axis=-1):
@@ -41,14 +52,13 @@ def log_softmax(z, axis=-1):
 
 
 def _softmax_xent(logits, target, mask):
-    """Cross-entropy of softmaxes over the last axis; ``logits`` (..., K), ``target`` (...)."""
+    """Masked cross-entropy of softmaxes over the last axis, per position; ``logits`` (..., K), ``target`` (...)."""
     xp = array_module(logits)
     logp = log_softmax(logits)                                              # (..., K)
     nll = -xp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]     # (...)
-    value = (nll * mask).sum()
     onehot = xp.arange(logits.shape[-1]) == target[..., None]               # (..., K)
     dlogits = (xp.exp(logp) - onehot) * mask[..., None]                     # softmax - onehot  (..., K)
-    return value, dlogits
+    return nll * mask, dlogits
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,9 @@ class SoftmaxCrossEntropy:
 
     def __call__(self, out, target, mask=None):
         xp = array_module(out)
-        mask, count = _mask_and_count(xp, mask, out.shape[:2], out.dtype)
-        value, dout = _softmax_xent(out, xp.asarray(target), mask)
-        return value / count, dout / count
+        mask, count = _mask_and_count(xp, mask, out)
+        nll, dout = _softmax_xent(out, xp.asarray(target), mask)           # (T, B), (T, B, n_out)
+        return nll.sum(axis=(-2, -1)) / count, dout / _per_position(count)
 
 
 @dataclass(frozen=True)
@@ -69,15 +79,15 @@ class MultiSoftmaxCrossEntropy:
 
     def __call__(self, out, target, mask=None):
         xp = array_module(out)
-        T, B, n_out = out.shape
+        *lead, n_out = out.shape
         if n_out % self.heads:
             raise RnncapError(f"{n_out} outputs do not split into {self.heads} equal softmax heads")
-        mask, count = _mask_and_count(xp, mask, (T, B), out.dtype)
-        logits = out.reshape(T, B, self.heads, n_out // self.heads)         # (T, B, H, K)
-        head_mask = xp.broadcast_to(mask[:, :, None], (T, B, self.heads))   # (T, B, H)
-        value, dlogits = _softmax_xent(logits, xp.asarray(target), head_mask)
+        mask, count = _mask_and_count(xp, mask, out)
+        logits = out.reshape(*lead, self.heads, n_out // self.heads)       # (T, B, H, K)
+        head_mask = xp.broadcast_to(mask[..., None], (*lead, self.heads))  # (T, B, H)
+        nll, dlogits = _softmax_xent(logits, xp.asarray(target), head_mask)
         scale = count * self.heads
-        return value / scale, dlogits.reshape(T, B, n_out) / scale
+        return nll.sum(axis=(-3, -2, -1)) / scale, dlogits.reshape(out.shape) / _per_position(scale)
 
 
 @dataclass(frozen=True)
@@ -86,10 +96,27 @@ class SquaredError:
 
     def __call__(self, out, target, mask=None):
         xp = array_module(out)
-        mask, count = _mask_and_count(xp, mask, out.shape[:2], out.dtype)
+        mask, count = _mask_and_count(xp, mask, out)
         diff = out - xp.asarray(target, dtype=out.dtype)                    # (T, B, D)
-        value = ((diff * diff).sum(axis=-1) * mask).sum()
-        return value / count, 2.0 * diff * mask[:, :, None] / count
+        value = ((diff * diff).sum(axis=-1) * mask).sum(axis=(-2, -1))
+        return value / count, 2.0 * diff * mask[..., None] / _per_position(count)
+
+
+def counted_steps(mask, T: int):
+    """The time steps at which ``mask`` (T, B) counts anything, as indices; None when it is all of them.
+
+    The capacity and memory tasks read their output at one step of ``T``: the
+    network then computes its readout and the loss only there
+    (:meth:`rnncap.network.Network.loss_and_grads`).
+    """
+    if mask is None:
+        return None
+    xp = array_module(mask)
+    mask = xp.asarray(mask)
+    time_axis = mask.ndim - 2
+    counts = (mask != 0).any(axis=tuple(a for a in range(mask.ndim) if a != time_axis))     # (T,)
+    steps = to_numpy(counts).nonzero()[0]
+    return None if len(steps) in (0, T) else steps
 
 
 def make_loss(name: str, heads: int = 1):

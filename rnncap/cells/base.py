@@ -26,6 +26,14 @@ Parameter layout, shared by every cell (``G`` = ``cell.gates``, ``N`` = units):
     c0   (N,)          learned initial cell state (LSTM only)
 
 Each cell's docstring names its blocks in order.
+
+**Populations.** The shapes above are one network's. A *population* of K
+networks of one shape, trained in lockstep (:mod:`rnncap.population`), puts
+a member axis in front of every array: ``W_h`` (K, N, G*N), ``h0`` (K, N),
+states (K, B, N), and ``b_fg`` an array (K, 1, 1) when members differ in it.
+The cells are written over the trailing axes (``z[..., :n]``, ``swapaxes(-1,
+-2)`` for a transpose, ``@`` as a stacked matmul), so the same lines compute
+one network or K of them; the shape comments give one member's shapes.
 """
 
 from __future__ import annotations
@@ -127,4 +135,4 @@ class Cell:
     def init_state(self, p: dict, batch: int) -> tuple:
         """The learned initial state, repeated for every sequence in the batch."""
         # (N,) -> (B, N), a real copy rather than a broadcast view
-        return tuple(p[f"{state}0"][None, :].repeat(batch, axis=0) for state in self.state_names)
+        return tuple(p[f"{state}0"][..., None, :].repeat(batch, axis=-2) for state in self.state_names)

@@ -42,20 +42,20 @@ class GRU(Cell):
 
     def step(self, p, x_t, xw_t, state):
         (h_prev,) = state
-        n = h_prev.shape[1]
+        n = h_prev.shape[-1]
         W_h = p["W_h"]
-        z_ru = xw_t[:, :2 * n] + h_prev @ W_h[:, :2 * n]           # (B, 2N)
-        r = sigmoid(z_ru[:, :n])                                    # (5)  (B, N)
-        u = sigmoid(z_ru[:, n:] + self.b_fg)                        # (6)  (B, N)
+        z_ru = xw_t[..., :2 * n] + h_prev @ W_h[..., :2 * n]        # (B, 2N)
+        r = sigmoid(z_ru[..., :n])                                  # (5)  (B, N)
+        u = sigmoid(z_ru[..., n:] + self.b_fg)                      # (6)  (B, N)
         rh = r * h_prev                                             # (7) reset before the matrix  (B, N)
-        c = self.s.fn(xw_t[:, 2 * n:] + rh @ W_h[:, 2 * n:])        # (7)  (B, N)
+        c = self.s.fn(xw_t[..., 2 * n:] + rh @ W_h[..., 2 * n:])    # (7)  (B, N)
         h = u * h_prev + (1.0 - u) * c                              # (8)  (B, N)
         return h, (h,), GRUCache(h_prev, r, u, rh, c)
 
     def step_backward(self, p, dy, dstate, cache):
         (dh_next,) = dstate
         h_prev, r, u, rh, c = cache
-        n = h_prev.shape[1]
+        n = h_prev.shape[-1]
         W_h = p["W_h"]
         xp = array_module(dy)
         dh = dy + dh_next                                           # h_t feeds the layer above and step t+1
@@ -63,15 +63,15 @@ class GRU(Cell):
         dc = dh * (1.0 - u)                                         # (8) d/dc                (B, N)
         dh_prev = dh * u                                            # (8) d/dh_{t-1}, direct  (B, N)
         dz_c = dc * self.s.grad(c)                                  # (7) through s           (B, N)
-        dW_ch = rh.T @ dz_c                                         # (7) W_ch (r*h)          (N, N)
-        drh = dz_c @ W_h[:, 2 * n:].T                               # (7) W_ch (r*h)          (B, N)
+        dW_ch = rh.swapaxes(-1, -2) @ dz_c                          # (7) W_ch (r*h)          (N, N)
+        drh = dz_c @ W_h[..., 2 * n:].swapaxes(-1, -2)              # (7) W_ch (r*h)          (B, N)
         dr = drh * h_prev                                           # (7) r*h, d/dr           (B, N)
         dh_prev += drh * r                                          # (7) r*h, d/dh_{t-1}     (B, N)
         dz_u = du * sigmoid_grad(u)                                 # (6) sigma' = u(1-u)     (B, N)
         dz_r = dr * sigmoid_grad(r)                                 # (5) sigma' = r(1-r)     (B, N)
-        dz_ru = xp.concatenate([dz_r, dz_u], axis=1)                # (B, 2N)
-        dW_ruh = h_prev.T @ dz_ru                                   # (5)(6) W_.h h_{t-1}     (N, 2N)
-        dh_prev += dz_ru @ W_h[:, :2 * n].T                         # (5)(6) W_.h h_{t-1}     (B, N)
-        dxw = xp.concatenate([dz_ru, dz_c], axis=1)                 # block order [r, u, c]   (B, 3N)
-        dW_h = xp.concatenate([dW_ruh, dW_ch], axis=1)              # (N, 3N)
+        dz_ru = xp.concatenate([dz_r, dz_u], axis=-1)               # (B, 2N)
+        dW_ruh = h_prev.swapaxes(-1, -2) @ dz_ru                    # (5)(6) W_.h h_{t-1}     (N, 2N)
+        dh_prev += dz_ru @ W_h[..., :2 * n].swapaxes(-1, -2)        # (5)(6) W_.h h_{t-1}     (B, N)
+        dxw = xp.concatenate([dz_ru, dz_c], axis=-1)                # block order [r, u, c]   (B, 3N)
+        dW_h = xp.concatenate([dW_ruh, dW_ch], axis=-1)             # (N, 3N)
         return None, dxw, (dh_prev,), {"W_h": dW_h}

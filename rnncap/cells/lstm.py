@@ -48,13 +48,13 @@ class LSTM(Cell):
 
     def step(self, p, x_t, xw_t, state):
         h_prev, c_prev = state
-        n = h_prev.shape[1]
+        n = h_prev.shape[-1]
         z = xw_t + h_prev @ p["W_h"]                                # (B, 4N)
-        i = sigmoid(z[:, :n])                                       # (9)   (B, N)
-        f = sigmoid(z[:, n:2 * n] + self.b_fg)                      # (10)  (B, N)
-        cin = self.s.fn(z[:, 2 * n:3 * n])                          # (11)  (B, N)
+        i = sigmoid(z[..., :n])                                     # (9)   (B, N)
+        f = sigmoid(z[..., n:2 * n] + self.b_fg)                    # (10)  (B, N)
+        cin = self.s.fn(z[..., 2 * n:3 * n])                        # (11)  (B, N)
         c = f * c_prev + i * cin                                    # (12)  (B, N)
-        o = sigmoid(z[:, 3 * n:])                                   # (13)  (B, N)
+        o = sigmoid(z[..., 3 * n:])                                 # (13)  (B, N)
         tanh_c = tanh(c)                                            # (14)  (B, N)
         h = o * tanh_c                                              # (14)  (B, N)
         return h, (h, c), LSTMCache(h_prev, c_prev, i, f, cin, o, tanh_c)
@@ -74,7 +74,7 @@ class LSTM(Cell):
         dz_c = dcin * self.s.grad(cin)                              # (11) through s          (B, N)
         dz_f = df * sigmoid_grad(f)                                 # (10) sigma'             (B, N)
         dz_i = di * sigmoid_grad(i)                                 # (9)  sigma'             (B, N)
-        dz = xp.concatenate([dz_i, dz_f, dz_c, dz_o], axis=1)       # block order [i, f, c, o] (B, 4N)
-        dW_h = h_prev.T @ dz                                        # (9)-(13) W_.h h_{t-1}    (N, 4N)
-        dh_prev = dz @ p["W_h"].T                                   # (9)-(13) W_.h h_{t-1}    (B, N)
+        dz = xp.concatenate([dz_i, dz_f, dz_c, dz_o], axis=-1)      # block order [i, f, c, o] (B, 4N)
+        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (9)-(13) W_.h h_{t-1}    (N, 4N)
+        dh_prev = dz @ p["W_h"].swapaxes(-1, -2)                    # (9)-(13) W_.h h_{t-1}    (B, N)
         return None, dz, (dh_prev, dc_prev), {"W_h": dW_h}

@@ -55,12 +55,12 @@ class PlusRNN(Cell):
 
     def step(self, p, x_t, xw_t, state):
         (h_prev,) = state
-        n = h_prev.shape[1]
+        n = h_prev.shape[-1]
         z = xw_t + h_prev @ p["W_h"]                                # (B, 4N)
-        y_in = relu(z[:, :n])                                       # (15)  (B, N)
-        h_in = tanh(z[:, n:2 * n])                                  # (16)  (B, N)
-        g_y = sigmoid(z[:, 2 * n:3 * n] + self.b_fg_y)              # (17)  (B, N)
-        g_h = sigmoid(z[:, 3 * n:] + self.b_fg)                     # (18)  (B, N)
+        y_in = relu(z[..., :n])                                     # (15)  (B, N)
+        h_in = tanh(z[..., n:2 * n])                                # (16)  (B, N)
+        g_y = sigmoid(z[..., 2 * n:3 * n] + self.b_fg_y)            # (17)  (B, N)
+        g_h = sigmoid(z[..., 3 * n:] + self.b_fg)                   # (18)  (B, N)
         y = g_y * x_t + (1.0 - g_y) * y_in                          # (19)  (B, N)
         h = g_h * h_prev + (1.0 - g_h) * h_in                       # (20)  (B, N)
         return y, (h,), PlusRNNCache(x_t, h_prev, y_in, h_in, g_y, g_h)
@@ -79,7 +79,7 @@ class PlusRNN(Cell):
         dz_gy = dg_y * sigmoid_grad(g_y)                            # (17) sigma'             (B, N)
         dz_h = dh_in * tanh_grad(h_in)                              # (16) tanh'              (B, N)
         dz_y = dy_in * relu_grad(y_in)                              # (15) relu'              (B, N)
-        dz = xp.concatenate([dz_y, dz_h, dz_gy, dz_gh], axis=1)     # block order [y, h, gy, gh] (B, 4N)
-        dW_h = h_prev.T @ dz                                        # (15)-(18) W_.h h_{t-1}  (N, 4N)
-        dh_prev += dz @ p["W_h"].T                                  # (15)-(18) W_.h h_{t-1}  (B, N)
+        dz = xp.concatenate([dz_y, dz_h, dz_gy, dz_gh], axis=-1)    # block order [y, h, gy, gh] (B, 4N)
+        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (15)-(18) W_.h h_{t-1}  (N, 4N)
+        dh_prev += dz @ p["W_h"].swapaxes(-1, -2)                   # (15)-(18) W_.h h_{t-1}  (B, N)
         return dx, dz, (dh_prev,), {"W_h": dW_h}

@@ -38,10 +38,10 @@ class UGRNN(Cell):
 
     def step(self, p, x_t, xw_t, state):
         (h_prev,) = state
-        n = h_prev.shape[1]
+        n = h_prev.shape[-1]
         z = xw_t + h_prev @ p["W_h"]                                # (B, 2N)
-        c = self.s.fn(z[:, :n])                                     # (2)  (B, N)
-        g = sigmoid(z[:, n:] + self.b_fg)                           # (3)  (B, N)
+        c = self.s.fn(z[..., :n])                                   # (2)  (B, N)
+        g = sigmoid(z[..., n:] + self.b_fg)                         # (3)  (B, N)
         h = g * h_prev + (1.0 - g) * c                              # (4)  (B, N)
         return h, (h,), UGRNNCache(h_prev, c, g)
 
@@ -55,7 +55,7 @@ class UGRNN(Cell):
         dh_prev = dh * g                                            # (4) d/dh_{t-1}, direct (B, N)
         dz_g = dg * sigmoid_grad(g)                                 # (3) sigma' = g(1-g)    (B, N)
         dz_c = dc * self.s.grad(c)                                  # (2) through s          (B, N)
-        dz = xp.concatenate([dz_c, dz_g], axis=1)                   # block order [c, g]     (B, 2N)
-        dW_h = h_prev.T @ dz                                        # (2)(3) W_.h h_{t-1}     (N, 2N)
-        dh_prev += dz @ p["W_h"].T                                  # (2)(3) W_.h h_{t-1}     (B, N)
+        dz = xp.concatenate([dz_c, dz_g], axis=-1)                  # block order [c, g]     (B, 2N)
+        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (2)(3) W_.h h_{t-1}     (N, 2N)
+        dh_prev += dz @ p["W_h"].swapaxes(-1, -2)                   # (2)(3) W_.h h_{t-1}     (B, N)
         return None, dz, (dh_prev,), {"W_h": dW_h}

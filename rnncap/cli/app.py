@@ -76,6 +76,9 @@ StorePath = Annotated[Optional[str], typer.Option("--store", help="The study dat
 Workers = Annotated[int, typer.Option("--workers", "-w", help="Trials run at once, each in its own process.")]
 Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port) to run trials on "
                                                   "instead of local processes.")]
+Population = Annotated[Optional[int], typer.Option(
+    "--population", "-K", help="Trials trained together as one population (same shape, in lockstep; "
+    "see rnncap/population.py). Default: about 20000 parameters in all, at most 32, at most 4 for a GP.")]
 TaskOptions = Annotated[list[str], typer.Option("--option", "-o", help="A task option KEY=VALUE, e.g. "
                                                 "-o n_samples=3000 -o unroll=5 (see `rnncap tasks`).")]
 
@@ -115,6 +118,21 @@ def parse_options(options: list[str]) -> dict:
         except json.JSONDecodeError:
             parsed[key.strip().replace("-", "_")] = raw
     return parsed
+
+
+def choose_population(population: int | None, spec: dict, json_output: bool) -> int:
+    """``--population`` as given, or the default for the study's network size (said on stderr)."""
+    from rnncap.population import default_population
+
+    if population is not None:
+        if population < 1:
+            raise RnncapError(f"--population must be >= 1, got {population}")
+        return population
+    chosen = default_population(spec["params"], spec["strategy"])
+    if not json_output:
+        typer.echo(f"population {chosen} (the default for {spec['params']} parameters; --population to change)",
+                   err=True)
+    return chosen
 
 
 def format_hparams(hparams: dict, names=None) -> str:

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, Scheduler, Seed, StorePath,
-                            TaskOptions, TimeLimit, Units, Workers, app, format_hparams, parse_options, print_json,
-                            print_table)
+from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, Population, Scheduler, Seed,
+                            StorePath, TaskOptions, TimeLimit, Units, Workers, app, choose_population, format_hparams,
+                            parse_options, print_json, print_table)
 from rnncap.errors import RnncapError
 from rnncap.formatting import duration
 
@@ -93,6 +93,7 @@ def capacity(
     study: Study = None,
     store: StorePath = None,
     workers: Workers = 1,
+    population: Population = None,
     scheduler: Scheduler = None,
     time_limit: TimeLimit = None,
     seed: Seed = 0,
@@ -118,7 +119,8 @@ def capacity(
                          optimizer=optimizer, seed=seed)
     with Store(store) as db:
         result = measure_capacity(db, spec, trials=trials, study=study, workers=workers, scheduler=scheduler,
-                                  time_limit=time_limit, device=device, progress=wanted(json_output))
+                                  time_limit=time_limit, device=device, progress=wanted(json_output),
+                                  population=choose_population(population, spec, json_output))
     if json_output:
         print_json(result)
         return
@@ -153,6 +155,7 @@ def memory(
     steps: Annotated[int, typer.Option(help="Training steps per run.")] = 6000,
     store: StorePath = None,
     workers: Workers = 1,
+    population: Population = None,
     scheduler: Scheduler = None,
     time_limit: TimeLimit = None,
     seed: Seed = 0,
@@ -181,7 +184,8 @@ def memory(
     specs = memory_specs(cell, depth, n_in, unit_list, unroll=unroll, steps=steps, seed=seed)
     with Store(store) as db:
         result = measure_memory(db, specs, trials=trials, workers=workers, scheduler=scheduler,
-                                time_limit=time_limit, device=device, progress=wanted(json_output))
+                                time_limit=time_limit, device=device, progress=wanted(json_output),
+                                population=choose_population(population, specs[-1], json_output))
     if json_output:
         print_json(result)
         return

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from rnncap.cli.app import (Budget, Cell, Depth, Device, Json, Scheduler, Seed, StorePath, TaskOptions, TimeLimit,
-                            Units, Workers, app, format_hparams, parse_options, print_json, print_table)
+from rnncap.cli.app import (Budget, Cell, Depth, Device, Json, Population, Scheduler, Seed, StorePath, TaskOptions,
+                            TimeLimit, Units, Workers, app, choose_population, format_hparams, parse_options,
+                            print_json, print_table)
 from rnncap.errors import RnncapError
 from rnncap.experiments import EXPERIMENTS, experiments_help
 from rnncap.formatting import duration
@@ -27,6 +28,7 @@ def tune(
     steps: Annotated[int, typer.Option(help="Training steps of every trial.")] = 1000,
     option: TaskOptions = [],
     workers: Workers = 1,
+    population: Population = None,
     scheduler: Scheduler = None,
     store: StorePath = None,
     seed: Seed = 0,
@@ -47,7 +49,8 @@ def tune(
                       task_options=parse_options(option), fixed={"steps": steps}, seed=seed)
     with Store(store) as db:
         summary = run_study(db, study, spec, trials, workers=workers, scheduler=scheduler, device=device,
-                            progress=wanted(json_output), time_limit=time_limit)
+                            progress=wanted(json_output), time_limit=time_limit,
+                            population=choose_population(population, spec, json_output))
     _print_study(summary, json_output)
 
 
@@ -164,6 +167,7 @@ def reproduce(
                                         "(the paper's sizes: days).")] = "quick",
     store: StorePath = None,
     workers: Workers = 1,
+    population: Population = None,
     scheduler: Scheduler = None,
     time_limit: TimeLimit = None,
     device: Device = None,
@@ -188,7 +192,7 @@ def reproduce(
         for name in names:
             left = None if time_limit is None else time_limit - (time.perf_counter() - started)
             results.append(run_experiment(db, name, preset, workers=workers, scheduler=scheduler, device=device,
-                                          progress=wanted(json_output), time_limit=left))
+                                          progress=wanted(json_output), time_limit=left, population=population))
             if not json_output:
                 r = results[-1]
                 typer.echo(f"{name} ({preset}): {len(r['studies'])} of {r['planned']} studies finished in "

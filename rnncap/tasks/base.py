@@ -93,4 +93,5 @@ class FixedDatasetTask(Task):
         if size is None or size >= self.config.n_samples:
             return Batch(self.x, self.target, self.mask)
         rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))   # (size,)
-        return Batch(self.x[:, rows], self.target[:, rows], self.mask[:, rows])
+        pick = lambda a: self.xp.take(a, rows, axis=1)                    # noqa: E731  (faster than a[:, rows])
+        return Batch(pick(self.x), pick(self.target), pick(self.mask))

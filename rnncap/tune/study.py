@@ -33,7 +33,7 @@ from rnncap.network import count_params, units_for
 from rnncap.progress import ProgressBar
 from rnncap.store import Store
 from rnncap.tasks import make_task
-from rnncap.trial import make_trial, run_trial, trial_key
+from rnncap.trial import make_trial, run_trials, trial_key
 from rnncap.tune.space import quick_search_space, samples_for, search_space, split_task_hparams
 from rnncap.tune.strategies import STRATEGIES, make_strategy
 
@@ -78,14 +78,14 @@ def study_space(spec: dict):
     return make(spec["cell"], spec["task"], exclude=tuple(spec["fixed"]))
 
 
-def _run_safely(trial: dict, device: str | None) -> dict:
-    """``run_trial``, with an error turned into a ``failed`` outcome (the sweep goes on)."""
+def _run_safely(trials: list[dict], device: str | None) -> list[dict]:
+    """``run_trials``, with an error turned into ``failed`` outcomes (the sweep goes on)."""
     try:
-        return run_trial(trial, device=device)
+        return run_trials(trials, device=device)
     except Exception as err:  # a bug or a machine fault: record it, do not stop the study
-        return {"status": "failed", "objective": None, "metrics": {}, "reason":
-                f"{type(err).__name__}: {err} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}",
-                "wall_time": None}
+        reason = f"{type(err).__name__}: {err} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}"
+        return [{"status": "failed", "objective": None, "metrics": {}, "reason": reason, "wall_time": None}
+                for _ in trials]
 
 
 class _InlineExecutor:
@@ -145,10 +145,18 @@ def _signed(value: float, direction: str) -> float:
 
 
 def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int = 1, scheduler: str | None = None,
-              device: str | None = None, progress: bool = False, time_limit: float | None = None) -> dict:
-    """Run study ``name`` until it has ``trials`` finished trials; return :func:`summarize`'s dict."""
+              device: str | None = None, progress=None, time_limit: float | None = None,
+              population: int = 1) -> dict:
+    """Run study ``name`` until it has ``trials`` finished trials; return :func:`summarize`'s dict.
+
+    Work goes out in *populations* of up to ``population`` trials, which a
+    worker trains together (:func:`rnncap.trial.run_trials`); the strategy
+    proposes them one after another, each seeing the earlier ones as pending.
+    """
     if trials < 1:
         raise RnncapError(f"--trials must be >= 1, got {trials}")
+    if population < 1:
+        raise RnncapError(f"--population must be >= 1, got {population}")
     started = time.perf_counter()
     spec = store.create_or_open_study(name, spec)
     strategy = study_strategy(spec, trials)
@@ -160,35 +168,31 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     stale = [row for row in rows if row["status"] == "running"]             # left by a dead driver: run again
     finished = sum(row["status"] != "running" for row in rows)
     executor = make_executor(workers, scheduler)
-    in_flight: dict[Future, tuple[int, dict]] = {}
+    in_flight: dict[Future, list[tuple[int, dict]]] = {}               # a population: (number, hparams) each
+    running = lambda: sum(len(group) for group in in_flight.values())  # noqa: E731
     with ProgressBar(progress, trials, f"{name}") as bar:
         bar.update(finished, _best_text(store, name, spec))
         try:
             while True:
                 out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
-                while not out_of_time and len(in_flight) < max(1, workers) and finished + len(in_flight) < trials:
-                    if stale:
-                        row = stale.pop(0)
-                        number, hparams, trial = row["number"], row["hparams"], row["trial"]
-                        store.restart_trial(name, number)
-                    else:
-                        pending = [h for _, h in in_flight.values()]
-                        suggested = _new_trial(store, name, spec, strategy, pending)
-                        if suggested is None:            # the strategy waits for a result, or has finished
-                            break
-                        number, hparams, trial = suggested
-                    in_flight[executor.submit(_run_safely, trial, device)] = (number, hparams)
+                while not out_of_time and len(in_flight) < max(1, workers) and finished + running() < trials:
+                    group = _next_population(store, name, spec, strategy, stale, in_flight,
+                                             min(population, trials - finished - running()))
+                    if not group:                        # the strategy waits for a result, or has finished
+                        break
+                    future = executor.submit(_run_safely, [trial for _, _, trial in group], device)
+                    in_flight[future] = [(number, hparams) for number, hparams, _ in group]
                 if not in_flight:
                     break
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 for future in done:
-                    number, hparams = in_flight.pop(future)
-                    outcome = future.result()
-                    store.finish_trial(name, number, outcome["status"], outcome["objective"], outcome["metrics"],
-                                       outcome.get("reason"), outcome["wall_time"])
-                    value = None if outcome["objective"] is None else _signed(outcome["objective"], spec["direction"])
-                    strategy.observe(hparams, value, feasible=outcome["status"] == "done")
-                    finished += 1
+                    for (number, hparams), outcome in zip(in_flight.pop(future), future.result()):
+                        store.finish_trial(name, number, outcome["status"], outcome["objective"],
+                                           outcome["metrics"], outcome.get("reason"), outcome["wall_time"])
+                        value = (None if outcome["objective"] is None
+                                 else _signed(outcome["objective"], spec["direction"]))
+                        strategy.observe(hparams, value, feasible=outcome["status"] == "done")
+                        finished += 1
                     bar.update(finished, _best_text(store, name, spec))
         finally:
             for future in in_flight:                 # on an error or Ctrl-C: start nothing more
@@ -197,6 +201,24 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     summary = summarize(store, name)
     summary["wall_time"] = time.perf_counter() - started
     return summary
+
+
+def _next_population(store: Store, name: str, spec: dict, strategy, stale: list, in_flight: dict,
+                     size: int) -> list[tuple[int, dict, dict]]:
+    """Up to ``size`` trials to train together: those a dead driver left running first, then new ones."""
+    group = []
+    while len(group) < size:
+        if stale:
+            row = stale.pop(0)
+            store.restart_trial(name, row["number"])
+            group.append((row["number"], row["hparams"], row["trial"]))
+            continue
+        pending = [h for members in in_flight.values() for _, h in members] + [h for _, h, _ in group]
+        suggested = _new_trial(store, name, spec, strategy, pending)
+        if suggested is None:
+            break
+        group.append(suggested)
+    return group
 
 
 def study_strategy(spec: dict, trials: int):

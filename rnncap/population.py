@@ -1,0 +1,197 @@
+"""Populations: K networks of one shape trained in lockstep, as one array program.
+
+The paper's results are maxima over many trials of *small* networks, and a
+small network's training step is mostly Python overhead: dozens of array
+operations, each on a few kilobytes. A population puts a member axis in front
+of every array, so each operation works on all K members at once and the
+overhead is paid once per step, not once per member:
+
+    W_h (N, G*N)  ->  (K, N, G*N)      h (B, N)  ->  (K, B, N)      loss ()  ->  (K,)
+
+The cells, the BPTT driver and the network are the same code (they are written
+over the trailing axes; see :mod:`rnncap.cells.base`). What members share: the
+cell, depth, sizes, nonlinearity, optimiser, number of steps and batch shape.
+What they may differ in: every numeric hyperparameter (learning rate and its
+decay, momentum, clipping, L2, ``b_fg``, ``b_fg_y``, the initial scales), the
+seed, and the data (each member has its own task, dataset and minibatch
+generator; the capacity task's ``b`` may differ).
+
+Members are independent. Member k's loss is its own mean, and the gradient of
+the sum of the members' losses is each member's own gradient, so member k is
+trained exactly as it would be alone, up to float32 rounding (a stacked matmul
+and a per-member norm may sum in another order). A member whose loss diverges
+is frozen: recorded infeasible at that step, its gradients zeroed and its
+learning rate set to zero, while the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+
+import numpy
+
+from rnncap.backend import to_numpy
+from rnncap.errors import RnncapError
+from rnncap.network import Network
+from rnncap.optim import add_l2, clip_members_by_norm, l2_penalty, learning_rate, make_optimizer, per_member
+from rnncap.progress import ProgressBar
+from rnncap.train import TrainConfig, TrainResult, better_of, diverged_reason, history_stride
+
+MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
+POPULATION_PARAMS = 20_000                # the default population holds about this many parameters in all
+MAX_POPULATION = 32
+MAX_GP_POPULATION = 4                     # a GP proposes this many at once before it sees a result
+
+
+def default_population(n_params: int, strategy: str = "random") -> int:
+    """How many trials of ``n_params`` parameters to train together by default (CPU).
+
+    Small networks gain the most: their steps are mostly Python overhead,
+    which a population pays once (``benchmarks/throughput.py`` measures it).
+    A GP study takes at most :data:`MAX_GP_POPULATION`: each population is
+    proposed before any of its results are in, and a GP that proposes 20
+    points blind is mostly a random search.
+    """
+    size = max(1, min(MAX_POPULATION, POPULATION_PARAMS // max(1, n_params)))
+    return min(size, MAX_GP_POPULATION) if strategy == "gp" else size
+
+
+def stack(nets: list[Network]) -> Network:
+    """The population of ``nets`` (K networks of one shape): every parameter stacked on a new axis 0."""
+    first = nets[0]
+    shape = lambda n: (type(n.cell), n.cell.nonlinearity, n.depth, n.n_in, n.n_out, n.n_h, n.dtype, n.xp)  # noqa: E731
+    if any(shape(n) != shape(first) for n in nets):
+        raise RnncapError("a population's members must share cell, nonlinearity, depth, sizes, dtype and device")
+    xp, K = first.xp, len(nets)
+    pop = copy.copy(first)
+    pop.members = (K,)
+    pop.params = {name: xp.stack([n.params[name] for n in nets]) for name in first.params}   # (K, ...)
+    varying = {}
+    for name in MEMBER_CONSTANTS:
+        if hasattr(first.cell, name):
+            values = [getattr(n.cell, name) for n in nets]
+            if len(set(values)) > 1:                       # (K, 1, 1): broadcasts against (K, B, N)
+                varying[name] = xp.asarray(values, dtype=first.dtype).reshape(K, 1, 1)
+    pop.cell = dataclasses.replace(first.cell, **varying)
+    pop.member_cells = [n.cell for n in nets]
+    return pop
+
+
+def member(pop: Network, k: int) -> Network:
+    """Member ``k`` of a population as a network of its own (its parameters are views into the population's)."""
+    net = copy.copy(pop)
+    net.members = ()
+    net.params = {name: value[k] for name, value in pop.params.items()}
+    net.cell = pop.member_cells[k]
+    return net
+
+
+def _shared(configs: list[TrainConfig], tasks) -> TrainConfig:
+    first = configs[0]
+    for name in ("optimizer", "steps", "eval_every"):
+        if len({getattr(c, name) for c in configs}) > 1:
+            raise RnncapError(f"a population's members must share {name}")
+    if first.optimizer == "lbfgs":
+        raise RnncapError("L-BFGS trains one network at a time: use a population of 1")
+    if len({type(t) for t in tasks}) > 1:
+        raise RnncapError("a population's members must share the task")
+    return first
+
+
+def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig], *, progress=None,
+                     time_limit: float | None = None) -> list[TrainResult]:
+    """Train ``nets[k]`` on ``tasks[k]`` with ``configs[k]``, all at once; one :class:`TrainResult` each.
+
+    The loop is :func:`rnncap.train.train`'s, member by member: the same
+    batches (each member's own generator, seeded by its config), the same
+    divergence rule, the same evaluations. The members' parameters are left
+    in ``nets`` when it returns.
+    """
+    started = time.perf_counter()
+    config = _shared(configs, tasks)
+    K, task0 = len(nets), tasks[0]
+    pop = stack(nets)
+    xp = pop.xp
+    array = lambda name, none=math.inf: numpy.array([none if getattr(c, name) is None else getattr(c, name)  # noqa: E731
+                                                     for c in configs], dtype=numpy.float64)
+    lr0, decay, clip, l2 = array("lr"), array("lr_decay"), array("clip"), array("l2")
+    optimizer = make_optimizer(config.optimizer, array("momentum"))
+    opt_state = optimizer.init(pop.params)
+    rngs = [numpy.random.default_rng(c.seed) for c in configs]
+    active = numpy.ones(K, dtype=bool)
+    first_loss = numpy.full(K, math.nan)
+    reported = numpy.full(K, math.nan)
+    steps_done = numpy.zeros(K, dtype=int)
+    status, reason = ["done"] * K, [None] * K
+    best, history = [None] * K, [[] for _ in range(K)]
+    stride, carried, last = history_stride(config.steps), None, None
+
+    def freeze(k: int, why: str) -> None:
+        active[k], status[k], reason[k] = False, "infeasible", why
+
+    step = 0
+    with ProgressBar(progress, config.steps, f"{task0.name} {pop.cell.name} x{K}") as bar:
+        while step < config.steps and active.any():
+            batches = [task.batch(step, rng) for task, rng in zip(tasks, rngs)]
+            x, target, mask = (xp.stack([b[i] for b in batches]) for i in range(3))   # (K, T, B, ...)
+            state0 = carried if batches[0].carry else None
+            result = pop.loss_and_grads(x, target, mask, task0.loss, state0, input_grad=False)
+            carried, grads = result.state, result.grads
+            loss = to_numpy(result.loss).astype(numpy.float64) + to_numpy(add_l2(pop.params, grads, l2, K))
+            first_loss = numpy.where(numpy.isnan(first_loss), loss, first_loss)
+            reported[active] = loss[active]                   # a frozen member keeps the loss it stopped at
+            for k in numpy.flatnonzero(active):
+                why = diverged_reason(float(loss[k]), float(first_loss[k]), configs[k].diverge_factor)
+                if why is not None:
+                    freeze(k, why)
+            steps_done[active] = step + 1
+            if not active.any():
+                break
+            last = (x, target, mask, state0)
+            if not active.all():                           # frozen members: no gradient, no step
+                for g in grads.values():
+                    g[~active] = 0.0
+            clip_members_by_norm(grads, clip)
+            rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps), 0.0)      # (K,)
+            optimizer.update(pop.params, grads, opt_state, rate)
+            step += 1
+            for k in numpy.flatnonzero(active):
+                if step % stride == 0 or step == config.steps:
+                    history[k].append((step, float(loss[k])))
+                if config.eval_every and step % config.eval_every == 0 and task0.select_best:
+                    best[k] = better_of(tasks[k], best[k], tasks[k].evaluate(member(pop, k)))
+            bar.update(step, f"{int(active.sum())} of {K} training")
+            if time_limit is not None and time.perf_counter() - started > time_limit:
+                break
+
+    if last is not None and active.any():
+        # the last update is checked too: each member's loss on the last batch, after it
+        x, target, mask, state0 = last
+        value, _ = task0.loss(pop.forward(x, state0).out, target, mask)
+        after = to_numpy(value).astype(numpy.float64) + to_numpy(l2_penalty(pop.params, l2, K))
+        for k in numpy.flatnonzero(active):
+            why = diverged_reason(float(after[k]), float(first_loss[k]), configs[k].diverge_factor)
+            if why is not None:
+                freeze(k, why)
+    wall = time.perf_counter() - started
+    results = []
+    for k in range(K):
+        net_k = member(pop, k)
+        for name, value in net_k.params.items():          # the trained parameters, back in the member's network
+            nets[k].params[name][...] = value
+        metrics = {}
+        if status[k] == "done":
+            metrics = tasks[k].evaluate(net_k)
+            if not all(bool(numpy.isfinite(to_numpy(v)).all()) for v in net_k.params.values()):
+                status[k], reason[k], metrics = "infeasible", "parameters became NaN or infinite", {}
+            elif task0.select_best:
+                metrics = better_of(tasks[k], best[k], metrics)
+        results.append(TrainResult(status[k], int(steps_done[k]), float(reported[k]), metrics, wall, reason[k],
+                                   history[k]))
+    return results
+
+
+__all__ = ["member", "stack", "train_population"]

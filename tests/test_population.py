@@ -1,0 +1,118 @@
+"""Populations: K networks trained as one array program give each member what it gets alone."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy
+import pytest
+from conftest import examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from rnncap.cells import CELLS, CellHParams
+from rnncap.cli import app
+from rnncap.network import Network
+from rnncap.population import member, stack, train_population
+from rnncap.store import Store
+from rnncap.tasks import make_task
+from rnncap.train import TrainConfig, train
+from rnncap.trial import make_trial, run_trial, run_trials
+
+runner = CliRunner()
+cells = st.sampled_from(sorted(CELLS))
+
+
+def _depth(cell: str, depth: int) -> int:
+    return max(depth, CELLS[cell].min_depth)
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(cell=cells, depth=st.integers(1, 3), K=st.integers(2, 4), seed=st.integers(0, 2**31 - 1))
+def test_a_population_has_each_members_gradients(cell, depth, K, seed):
+    """float64: the stacked network's gradients are each member's own, to rounding."""
+    depth, rng = _depth(cell, depth), numpy.random.default_rng(seed)
+    hps = [CellHParams(b_fg=float(rng.uniform(-1, 3)), b_fg_y=float(rng.uniform(-1, 3)), bias_scale=0.5)
+           if cell != "irnn" else CellHParams() for _ in range(K)]
+    nets = [Network(cell, depth, 3, 4, 5, hp, rng=int(rng.integers(1 << 30)), dtype=numpy.float64) for hp in hps]
+    x = rng.normal(size=(K, 6, 2, 3))                                          # (K, T, B, n_in)
+    target = rng.integers(0, 4, size=(K, 6, 2))
+    mask = (rng.random((K, 6, 2)) < 0.5).astype(float)
+    mask[:, -1] = 1.0
+    together = stack(nets).loss_and_grads(x, target, mask)
+    assert together.loss.shape == (K,)
+    for k, net in enumerate(nets):
+        alone = net.loss_and_grads(x[k], target[k], mask[k])
+        assert math.isclose(float(together.loss[k]), alone.loss, rel_tol=1e-12)
+        for name, g in alone.grads.items():
+            numpy.testing.assert_allclose(together.grads[name][k], g, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+def test_member_and_stack_are_inverse():
+    nets = [Network("plusrnn", 2, 3, 2, 4, CellHParams(b_fg=b, b_fg_y=-b), rng=k) for k, b in enumerate((0.0, 2.0))]
+    pop = stack(nets)
+    assert pop.members == (2,) and pop.n_params == nets[0].n_params
+    for k, net in enumerate(nets):
+        one = member(pop, k)
+        assert one.cell == net.cell and one.members == ()
+        assert all(numpy.array_equal(one.params[n], net.params[n]) for n in net.params)
+
+
+def _capacity_member(k: int, cell: str, lr: float, b_fg: float, clip: float | None, steps: int):
+    task = make_task("capacity", {"n_samples": 60 + 13 * k, "n_in": 5, "unroll": 3, "seed": k, "batch_size": 32})
+    net = Network(cell, _depth(cell, 1), 5, 2, 4, CellHParams(b_fg=b_fg, weight_scale=0.7 + 0.2 * k), rng=k)
+    config = TrainConfig(lr=lr, lr_decay=0.3, clip=clip, l2=1e-4 * k, steps=steps, eval_every=10, seed=k)
+    return net, task, config
+
+
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cell=cells, K=st.integers(2, 5), lrs=st.lists(st.floats(1e-3, 3e-2), min_size=5, max_size=5),
+       b_fgs=st.lists(st.floats(-1.0, 3.0), min_size=5, max_size=5), diverging=st.integers(0, 4))
+def test_members_train_as_they_would_alone(cell, K, lrs, b_fgs, diverging):
+    """Each member's status, steps and loss as alone; one member is made to diverge and is frozen."""
+    def member_k(k):
+        lr, clip = (1e4, None) if k == diverging % K else (lrs[k], 5.0)
+        return _capacity_member(k, cell, lr, b_fgs[k], clip, steps=40)
+
+    alone = [train(*member_k(k)) for k in range(K)]
+    members = [member_k(k) for k in range(K)]
+    together = train_population(*map(list, zip(*members)))
+    assert together[diverging % K].status == "infeasible"
+    for a, p in zip(alone, together):
+        assert (a.status, a.steps, a.reason) == (p.status, p.steps, p.reason)
+        if a.status == "done":
+            assert math.isclose(a.loss, p.loss, rel_tol=1e-4)
+            assert math.isclose(a.metrics["bits"], p.metrics["bits"], rel_tol=1e-3, abs_tol=1e-6)
+
+
+def test_run_trials_groups_by_shape_and_keeps_the_order():
+    """Full-batch trials with different b cannot share a batch shape: they train apart, outcomes in order."""
+    def trial(n_samples, lr, nonlinearity="tanh"):
+        return make_trial("capacity", {"n_samples": n_samples, "n_in": 4, "unroll": 2}, "gru", 1, 3,
+                          {"lr": lr, "steps": 20, "nonlinearity": nonlinearity}, seed=1)
+    trials = [trial(30, 1e-2), trial(40, 1e-2), trial(30, 3e-2), trial(30, 1e-2, "relu")]
+    together = run_trials(trials)
+    for t, outcome in zip(trials, together):
+        assert outcome["objective"] == pytest.approx(run_trial(t)["objective"], rel=1e-6)
+        assert outcome["population"] == 4
+
+
+def test_tune_gives_the_same_trials_with_and_without_a_population(tmp_path):
+    """The issue's check: a random study of 8 trials, --population 8 against 1, trial for trial."""
+    results = {}
+    for K in (8, 1):
+        store = str(tmp_path / f"p{K}.sqlite")
+        args = ["tune", "--study", "s", "--cell", "rnn", "--budget", "300", "--strategy", "random", "--trials", "8",
+                "--steps", "150", "--population", str(K), "--store", store, "-o", "n_in=8", "-o", "batch_size=64",
+                "--json"]
+        assert json.loads(runner.invoke(app, args).stdout)["trials"] == 8
+        with Store(store) as db:
+            results[K] = {json.dumps(r["hparams"], sort_keys=True): r for r in db.trials("s")}
+    assert results[8].keys() == results[1].keys()
+    for key, row in results[1].items():
+        other = results[8][key]
+        assert row["status"] == other["status"]
+        if row["objective"] is not None:
+            assert other["objective"] == pytest.approx(row["objective"], rel=1e-3, abs=1e-6)
