@@ -38,10 +38,11 @@ from rnncap.errors import RnncapError
 from rnncap.network import Network
 from rnncap.optim import add_l2, clip_members_by_norm, l2_penalty, learning_rate, make_optimizer, per_member
 from rnncap.progress import ProgressBar
+from rnncap.tasks.base import population_batches
 from rnncap.train import TrainConfig, TrainResult, better_of, diverged_reason, history_stride
 
 MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
-POPULATION_PARAMS = 20_000                # the default population holds about this many parameters in all
+POPULATION_PARAMS = 8_000                 # the default population holds about this many parameters in all
 MAX_POPULATION = 32
 MAX_GP_POPULATION = 4                     # a GP proposes this many at once before it sees a result
 
@@ -121,6 +122,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     optimizer = make_optimizer(config.optimizer, array("momentum"))
     opt_state = optimizer.init(pop.params)
     rngs = [numpy.random.default_rng(c.seed) for c in configs]
+    next_batch = population_batches(tasks, rngs)
     active = numpy.ones(K, dtype=bool)
     first_loss = numpy.full(K, math.nan)
     reported = numpy.full(K, math.nan)
@@ -129,24 +131,28 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     best, history = [None] * K, [[] for _ in range(K)]
     stride, carried, last = history_stride(config.steps), None, None
 
-    def freeze(k: int, why: str) -> None:
-        active[k], status[k], reason[k] = False, "infeasible", why
+    factors = array("diverge_factor")
+
+    def check(value) -> None:
+        """Freeze every training member whose loss ``value`` (K,) has diverged (see ``diverged_reason``)."""
+        with numpy.errstate(invalid="ignore"):
+            suspect = active & ~(value <= factors * numpy.maximum(first_loss, 1e-8))   # NaN compares False
+        for k in numpy.flatnonzero(suspect):
+            why = diverged_reason(float(value[k]), float(first_loss[k]), configs[k].diverge_factor)
+            if why is not None:
+                active[k], status[k], reason[k] = False, "infeasible", why
 
     step = 0
     with ProgressBar(progress, config.steps, f"{task0.name} {pop.cell.name} x{K}") as bar:
         while step < config.steps and active.any():
-            batches = [task.batch(step, rng) for task, rng in zip(tasks, rngs)]
-            x, target, mask = (xp.stack([b[i] for b in batches]) for i in range(3))   # (K, T, B, ...)
-            state0 = carried if batches[0].carry else None
+            x, target, mask, carry = next_batch(step)                     # (K, T, B, ...)
+            state0 = carried if carry else None
             result = pop.loss_and_grads(x, target, mask, task0.loss, state0, input_grad=False)
             carried, grads = result.state, result.grads
             loss = to_numpy(result.loss).astype(numpy.float64) + to_numpy(add_l2(pop.params, grads, l2, K))
             first_loss = numpy.where(numpy.isnan(first_loss), loss, first_loss)
             reported[active] = loss[active]                   # a frozen member keeps the loss it stopped at
-            for k in numpy.flatnonzero(active):
-                why = diverged_reason(float(loss[k]), float(first_loss[k]), configs[k].diverge_factor)
-                if why is not None:
-                    freeze(k, why)
+            check(loss)
             steps_done[active] = step + 1
             if not active.any():
                 break
@@ -158,10 +164,11 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps), 0.0)      # (K,)
             optimizer.update(pop.params, grads, opt_state, rate)
             step += 1
-            for k in numpy.flatnonzero(active):
-                if step % stride == 0 or step == config.steps:
+            if step % stride == 0 or step == config.steps:
+                for k in numpy.flatnonzero(active):
                     history[k].append((step, float(loss[k])))
-                if config.eval_every and step % config.eval_every == 0 and task0.select_best:
+            if config.eval_every and step % config.eval_every == 0 and task0.select_best:
+                for k in numpy.flatnonzero(active):
                     best[k] = better_of(tasks[k], best[k], tasks[k].evaluate(member(pop, k)))
             bar.update(step, f"{int(active.sum())} of {K} training")
             if time_limit is not None and time.perf_counter() - started > time_limit:
@@ -171,11 +178,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
         # the last update is checked too: each member's loss on the last batch, after it
         x, target, mask, state0 = last
         value, _ = task0.loss(pop.forward(x, state0).out, target, mask)
-        after = to_numpy(value).astype(numpy.float64) + to_numpy(l2_penalty(pop.params, l2, K))
-        for k in numpy.flatnonzero(active):
-            why = diverged_reason(float(after[k]), float(first_loss[k]), configs[k].diverge_factor)
-            if why is not None:
-                freeze(k, why)
+        check(to_numpy(value).astype(numpy.float64) + to_numpy(l2_penalty(pop.params, l2, K)))
     wall = time.perf_counter() - started
     results = []
     for k in range(K):

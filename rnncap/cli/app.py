@@ -78,7 +78,7 @@ Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://
                                                   "instead of local processes.")]
 Population = Annotated[Optional[int], typer.Option(
     "--population", "-K", help="Trials trained together as one population (same shape, in lockstep; "
-    "see rnncap/population.py). Default: about 20000 parameters in all, at most 32, at most 4 for a GP.")]
+    "see rnncap/population.py). Default: about 8000 parameters in all, at most 32, at most 4 for a GP.")]
 TaskOptions = Annotated[list[str], typer.Option("--option", "-o", help="A task option KEY=VALUE, e.g. "
                                                 "-o n_samples=3000 -o unroll=5 (see `rnncap tasks`).")]
 

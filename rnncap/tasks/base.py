@@ -18,7 +18,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy
 
-from rnncap.backend import TRAIN_DTYPE
+from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 
 
 class Batch(NamedTuple):
@@ -79,6 +79,38 @@ def present_then_read(inputs, targets, T: int):
     return x, target, mask
 
 
+class SampleGather:
+    """Rows of a dataset ``a`` (T, b, ...) picked along its sample axis: ``gather(rows)`` is
+    ``take(a, rows, axis=1)``, but copies only the time steps at which the samples differ.
+
+    The capacity task's inputs are zero after step 1 and its mask is the same
+    for every sample, so most of a minibatch needs no gathering at all. With
+    ``members=K`` the rows are K minibatches side by side, and the result is
+    laid out member first: (K, T, B, ...).
+    """
+
+    def __init__(self, a):
+        self.xp = array_module(a)
+        T = a.shape[0]
+        same = (a == a[:, :1]).reshape(T, -1).all(axis=1)                   # (T,) steps alike for every sample
+        self.varying = self.xp.asarray(to_numpy(~same).nonzero()[0])
+        self.a, self.first = a, a[:, :1]                                    # (T, 1, ...)
+        self.zero_elsewhere = not bool((self.first[to_numpy(same).nonzero()[0]] != 0).any())
+
+    def __call__(self, rows, members: int | None = None):
+        xp, a = self.xp, self.a
+        T, size, rest = a.shape[0], len(rows) // (members or 1), a.shape[2:]
+        lead = (members,) if members else ()
+        out = xp.zeros(lead + (T, size) + rest, dtype=a.dtype)              # (K, T, B, ...)
+        if not self.zero_elsewhere:
+            out[...] = self.first                                           # broadcasts over K and B
+        picked = xp.take(a[self.varying], rows, axis=1)                     # (V, K*B, ...)
+        if members:
+            picked = xp.moveaxis(picked.reshape(len(self.varying), members, size, *rest), 1, 0)   # (K, V, B, ...)
+        out[(Ellipsis, self.varying, slice(None)) + (slice(None),) * len(rest)] = picked   # time: axis -2-len(rest)
+        return out
+
+
 class FixedDatasetTask(Task):
     """A task with one dataset ``(self.x, self.target, self.mask)`` of ``config.n_samples`` sequences.
 
@@ -92,6 +124,38 @@ class FixedDatasetTask(Task):
         size = self.config.batch_size
         if size is None or size >= self.config.n_samples:
             return Batch(self.x, self.target, self.mask)
+        if not hasattr(self, "_gathers"):
+            self._gathers = [SampleGather(a) for a in (self.x, self.target, self.mask)]
         rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))   # (size,)
-        pick = lambda a: self.xp.take(a, rows, axis=1)                    # noqa: E731  (faster than a[:, rows])
-        return Batch(pick(self.x), pick(self.target), pick(self.mask))
+        return Batch(*(gather(rows) for gather in self._gathers))
+
+
+def population_batches(tasks: list, rngs: list):
+    """``batch(step)`` for a population: member k's batch drawn from ``rngs[k]`` as ``tasks[k].batch``
+    draws it, all of them stacked on a leading member axis: x (K, T, B, n_in), and so on.
+
+    Members that sample minibatches from fixed datasets are gathered at once
+    from their datasets laid side by side; any other task is asked member by
+    member.
+    """
+    xp = tasks[0].xp
+    sampled = all(isinstance(t, FixedDatasetTask) and t.config.batch_size is not None
+                  and t.config.batch_size < t.config.n_samples for t in tasks)
+    if not sampled:
+        def batch(step: int) -> Batch:
+            batches = [task.batch(step, rng) for task, rng in zip(tasks, rngs)]
+            x, target, mask = (xp.stack([b[i] for b in batches]) for i in range(3))   # (K, T, B, ...)
+            return Batch(x, target, mask, batches[0].carry)
+        return batch
+
+    K, size = len(tasks), tasks[0].config.batch_size
+    offsets = numpy.cumsum([0] + [t.config.n_samples for t in tasks[:-1]])          # (K,)
+    gathers = [SampleGather(xp.concatenate([getattr(t, name) for t in tasks], axis=1))
+               for name in ("x", "target", "mask")]                                 # (T, sum of b, ...)
+
+    def batch(step: int) -> Batch:
+        rows = numpy.concatenate([rng.choice(t.config.n_samples, size=size, replace=False) + offset
+                                  for t, rng, offset in zip(tasks, rngs, offsets)])   # (K*B,)
+        rows = xp.asarray(rows)
+        return Batch(*(gather(rows, members=K) for gather in gathers))
+    return batch
