@@ -116,3 +116,21 @@ def test_tune_gives_the_same_trials_with_and_without_a_population(tmp_path):
         assert row["status"] == other["status"]
         if row["objective"] is not None:
             assert other["objective"] == pytest.approx(row["objective"], rel=1e-3, abs=1e-6)
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), T=st.integers(1, 6), b=st.integers(2, 40), K=st.integers(1, 4),
+       rest=st.sampled_from([(), (3,)]), constant=st.sampled_from([0.0, 1.0]))
+def test_sample_gather_equals_take(seed, T, b, K, rest, constant):
+    """Copying only the steps where samples differ gives exactly take(a, rows, axis=1), member first for K."""
+    from rnncap.tasks.base import SampleGather
+
+    rng = numpy.random.default_rng(seed)
+    a = numpy.full((T, b) + rest, constant, dtype=numpy.float32)
+    varying = rng.random(T) < 0.5
+    a[varying] = rng.normal(size=(int(varying.sum()), b) + rest)
+    rows = rng.integers(0, b, size=K * 5)
+    expected = numpy.take(a, rows, axis=1)                                       # (T, K*5, ...)
+    assert numpy.array_equal(SampleGather(a)(rows), expected)
+    by_member = numpy.moveaxis(expected.reshape(T, K, 5, *rest), 1, 0)          # (K, T, 5, ...)
+    assert numpy.array_equal(SampleGather(a)(rows, members=K), by_member)
