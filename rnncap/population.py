@@ -118,7 +118,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     xp = pop.xp
     array = lambda name, none=math.inf: numpy.array([none if getattr(c, name) is None else getattr(c, name)  # noqa: E731
                                                      for c in configs], dtype=numpy.float64)
-    lr0, decay, clip, l2 = array("lr"), array("lr_decay"), array("clip"), array("l2")
+    lr0, decay, clip, l2, factors = (array(name) for name in ("lr", "lr_decay", "clip", "l2", "diverge_factor"))
     optimizer = make_optimizer(config.optimizer, array("momentum"))
     opt_state = optimizer.init(pop.params)
     rngs = [numpy.random.default_rng(c.seed) for c in configs]
@@ -130,8 +130,6 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     status, reason = ["done"] * K, [None] * K
     best, history = [None] * K, [[] for _ in range(K)]
     stride, carried, last = history_stride(config.steps), None, None
-
-    factors = array("diverge_factor")
 
     def check(value) -> None:
         """Freeze every training member whose loss ``value`` (K,) has diverged (see ``diverged_reason``)."""
