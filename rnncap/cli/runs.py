@@ -132,14 +132,15 @@ def capacity(
              format_hparams(r["hparams"], ("lr", "b_fg", "weight_scale", "nonlinearity"))] for r in result["runs"]]
     print_table(f"capacity: {spec['cell']} depth {depth}, {spec['n_h']} units, {spec['params']} parameters "
                 f"(study {result['study']})",
-                ["trial", "b", "samples/param", "status", "accuracy", "bits", "bits/param", "hyperparameters"], rows)
+                ["trial", "b", "b/P", "status", "accuracy", "bits", "bits/P", "hyperparameters"], rows,
+                caption="P parameters; b/P: samples per parameter; bits/P: bits per parameter")
     best = result["best"]
     if best is None:
         typer.echo("no trial finished within the time limit")
         return
     typer.echo(f"best: {best['objective']:.0f} bits stored with b = {best['metrics']['b']} samples at accuracy "
                f"{best['metrics']['accuracy']:.4f}; {spec['params']} parameters -> "
-               f"{best['bits_per_parameter']:.3f} bits per parameter ({result['trials']} trials, "
+               f"{best['bits_per_parameter']:.3f} bits per parameter ({result['trials']} trials; this run "
                f"{duration(result['wall_time'])}; the paper: about 5, between 3 and 6)")
 
 
