@@ -167,3 +167,10 @@ def test_killed_capacity_measurement_resumes(tmp_path):
         assert rows[number]["finished"] == row["finished"] and rows[number]["objective"] == row["objective"]
     listed = runner.invoke(app, ["study", "list", "--store", str(store)])
     assert study["name"] in listed.stdout
+
+
+def test_bsearch_is_refused_off_the_capacity_task_before_any_store_is_made(tmp_path):
+    store = tmp_path / "s.sqlite"
+    result = runner.invoke(app, ["tune", "--study", "x", "--task", "memory", "--cell", "rnn", "--units", "3",
+                                 "--strategy", "bsearch", "--store", str(store)])
+    assert result.exit_code == 2 and "capacity task" in result.stderr and not store.exists()

@@ -51,6 +51,9 @@ def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, u
     n_h = units_for(cell, depth, shape.n_in, shape.n_out, budget=budget, units=units)
     if strategy not in STRATEGIES:
         raise RnncapError(f"unknown search strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if strategy == "bsearch" and task != "capacity":
+        raise RnncapError("the bsearch strategy searches the capacity task's b: use gp or random for the "
+                          f"{task} task")
     if space not in ("full", "quick"):
         raise RnncapError(f"the search space is full or quick, got {space!r}")
     spec = {"task": task, "task_options": task_options, "cell": cell, "depth": depth, "budget": budget,
