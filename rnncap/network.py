@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy
 
 from rnncap.autodiff.bptt import layer_backward, layer_forward
-from rnncap.autodiff.dense import dense_backward, dense_forward
+from rnncap.autodiff.dense import dense_backward, dense_forward, sum_rows
 from rnncap.autodiff.losses import SoftmaxCrossEntropy, counted_steps
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 from rnncap.cells import Cell, CellHParams, make_cell
@@ -308,7 +308,7 @@ class Network:
                 grads[f"layer{k}.{name}"] = g
             for name, d0 in zip(self.cell.state_names, dstate0[k]):
                 # the learned initial state is shared by the batch: its gradient is the sum
-                grads[f"layer{k}.{name}0"] = d0.sum(axis=-2) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
+                grads[f"layer{k}.{name}0"] = sum_rows(d0) if tape.learned_state0 else xp.zeros_like(p[f"{name}0"])
         dx = dh                                          # None unless input_grad
         if self.cell.carries_input:                      # with input_grad=False, no GEMM back to x
             dx, grads["proj.W"], grads["proj.b"] = dense_backward(tape.x, dh, self.params["proj.W"], input_grad)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from rnncap.autodiff.dense import sum_rows
 from rnncap.backend import array_module
 
 
@@ -77,7 +78,7 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
     dxw_2d = dxw.reshape(*members, T * B, -1)                               # (T*B, G*N)
     xs = x.reshape(*members, T * B, n_in)                                   # (T*B, n_in)
     grads["W_x"] = xs.swapaxes(-1, -2) @ dxw_2d                             # all steps, one GEMM  (n_in, G*N)
-    grads["b"] = dxw_2d.sum(axis=-2)                                        # (G*N,)
+    grads["b"] = sum_rows(dxw_2d)                                           # all steps and sequences  (G*N,)
     dx = None
     if input_grad:
         dx = (dxw_2d @ p["W_x"].swapaxes(-1, -2)).reshape(x.shape)          # all steps, one GEMM  (T, B, n_in)

@@ -95,6 +95,7 @@ class SampleGather:
         same = (a == a[:, :1]).reshape(T, -1).all(axis=1)                   # (T,) steps alike for every sample
         self.varying = self.xp.asarray(to_numpy(~same).nonzero()[0])
         self.a, self.first = a, a[:, :1]                                    # (T, 1, ...)
+        self.a_varying = a[self.varying]                                    # (V, b, ...), copied once
         self.zero_elsewhere = not bool((self.first[to_numpy(same).nonzero()[0]] != 0).any())
 
     def __call__(self, rows, members: int | None = None):
@@ -104,7 +105,7 @@ class SampleGather:
         out = xp.zeros(lead + (T, size) + rest, dtype=a.dtype)              # (K, T, B, ...)
         if not self.zero_elsewhere:
             out[...] = self.first                                           # broadcasts over K and B
-        picked = xp.take(a[self.varying], rows, axis=1)                     # (V, K*B, ...)
+        picked = xp.take(self.a_varying, rows, axis=1)                      # (V, K*B, ...)
         if members:
             picked = xp.moveaxis(picked.reshape(len(self.varying), members, size, *rest), 1, 0)   # (K, V, B, ...)
         out[(Ellipsis, self.varying, slice(None)) + (slice(None),) * len(rest)] = picked   # time: axis -2-len(rest)
