@@ -156,8 +156,9 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
                 break
             last = (x, target, mask, state0)
             if not active.all():                           # frozen members: no gradient, no step
+                frozen = xp.asarray(~active)
                 for g in grads.values():
-                    g[~active] = 0.0
+                    g[frozen] = 0.0
             clip_members_by_norm(grads, clip)
             rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps), 0.0)      # (K,)
             optimizer.update(pop.params, grads, opt_state, rate)

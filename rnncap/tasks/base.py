@@ -97,7 +97,7 @@ class SampleGather:
         self.varying = self.xp.asarray(to_numpy(~same).nonzero()[0])
         self.a, self.first = a, a[:, :1]                                    # (T, 1, ...)
         self.a_varying = a[self.varying]                                    # (V, b, ...), copied once
-        self.zero_elsewhere = not bool((self.first[to_numpy(same).nonzero()[0]] != 0).any())
+        self.zero_elsewhere = not bool((self.first[self.xp.asarray(to_numpy(same).nonzero()[0])] != 0).any())
 
     def __call__(self, rows, members: int | None = None):
         xp, a = self.xp, self.a
