@@ -134,3 +134,29 @@ def test_sample_gather_equals_take(seed, T, b, K, rest, constant):
     assert numpy.array_equal(SampleGather(a)(rows), expected)
     by_member = numpy.moveaxis(expected.reshape(T, K, 5, *rest), 1, 0)          # (K, T, 5, ...)
     assert numpy.array_equal(SampleGather(a)(rows, members=K), by_member)
+
+
+@pytest.mark.parametrize("cell", ["gru", "plusrnn"])
+def test_a_population_trains_on_either_backend(xp, cell):
+    """The same population on NumPy or CuPy: every member as it trains alone there, one of them diverging."""
+    from rnncap.backend import to_numpy
+
+    def members():
+        out = []
+        for k in range(3):
+            task = make_task("capacity", {"n_samples": 50 + 7 * k, "n_in": 5, "unroll": 3, "seed": k,
+                                          "batch_size": 16}, xp=xp)
+            net = Network(cell, _depth(cell, 1), 5, 2, 4, CellHParams(b_fg=0.5 * k), rng=k, xp=xp)
+            lr, clip = (1e4, None) if k == 1 else (1e-2, 5.0)
+            out.append((net, task, TrainConfig(lr=lr, clip=clip, steps=30, eval_every=10, seed=k)))
+        return out
+
+    alone = [train(*m) for m in members()]
+    items = members()
+    together = train_population(*map(list, zip(*items)))
+    assert [r.status for r in together] == [r.status for r in alone] and together[1].status == "infeasible"
+    for (net, _, _), a, p in zip(items, alone, together):
+        assert (a.steps, a.reason) == (p.steps, p.reason)
+        if a.status == "done":
+            assert math.isclose(a.loss, p.loss, rel_tol=1e-4)
+            assert all(numpy.isfinite(to_numpy(v)).all() for v in net.params.values())
