@@ -12,7 +12,7 @@ import numpy
 
 from rnncap.autodiff.gradcheck import gradcheck
 from rnncap.autodiff.losses import make_loss
-from rnncap.backend import CHECK_DTYPE
+from rnncap.backend import CHECK_DTYPE, to_numpy
 from rnncap.cells import CellHParams
 from rnncap.network import Network
 
@@ -53,31 +53,62 @@ CHECK_LOSSES = (("softmax", False), ("multi_softmax", False), ("squared", True))
 
 def check_network_gradients(cell: str, depth: int, *, nonlinearity: str | None = None, seed: int = 0,
                             mode: str = "entries", n_h: int = 3, T: int = 4, xp=numpy,
-                            max_redraws: int = 20) -> dict:
+                            max_redraws: int = 20, population: int = 1) -> dict:
     """Gradient check of a whole network under each loss kind (what ``rnncap gradcheck`` runs).
 
     One case per loss: softmax, two softmax heads, and squared error with a
     passed-in initial state. If a difference quotient crosses a ReLU kink the
     data are drawn again (at most ``max_redraws`` times). Returns the largest
     relative error of every array over the three cases.
+
+    With ``population=K``, each case is K networks (own parameters, ``b_fg``
+    and data): each member is checked against central differences as above,
+    and the gradients of the K stacked as one population
+    (:mod:`rnncap.population`) must equal each member's own; the larger of the
+    two errors is reported.
     """
+    from rnncap.population import stack
+
     errors: dict[str, float] = {}
     redraws = 0
-    net = None
     for loss_name, pass_state0 in CHECK_LOSSES:
-        for attempt in range(max_redraws + 1):
-            rng = numpy.random.default_rng([seed, attempt, len(errors)])
-            net, x, target, mask, loss, state0 = random_check_case(
-                cell, depth, nonlinearity=nonlinearity, n_h=n_h, T=T, loss_name=loss_name,
-                pass_state0=pass_state0, rng=rng, xp=xp)
-            result = gradcheck(net, x, target, mask, loss, state0, mode=mode, rng=rng)
-            if not result.kinks:
-                break
-            redraws += 1
-        else:
-            raise RuntimeError(f"every draw crossed a ReLU kink ({max_redraws} redraws); try another --seed")
-        for name, error in result.errors.items():
-            errors[name] = max(errors.get(name, 0.0), error)
+        members, case = [], len(errors)                     # arrays checked so far: each case its own draws
+        for k in range(population):
+            for attempt in range(max_redraws + 1):
+                rng = numpy.random.default_rng([seed, attempt, case] + ([k] if population > 1 else []))
+                drawn = random_check_case(cell, depth, nonlinearity=nonlinearity, n_h=n_h, T=T,
+                                          loss_name=loss_name, pass_state0=pass_state0, rng=rng, xp=xp)
+                result = gradcheck(*drawn, mode=mode, rng=rng)
+                if not result.kinks:
+                    break
+                redraws += 1
+            else:
+                raise RuntimeError(f"every draw crossed a ReLU kink ({max_redraws} redraws); try another --seed")
+            for name, error in result.errors.items():
+                errors[name] = max(errors.get(name, 0.0), error)
+            members.append(drawn)
+        if population > 1:
+            for name, error in _population_errors(members, stack, xp).items():
+                errors[name] = max(errors.get(name, 0.0), error)
+    net = members[0][0]
     return {"cell": net.cell.name, "depth": depth, "nonlinearity": net.cell.nonlinearity if net.cell.nonlinearities
-            else "relu/tanh (fixed)", "mode": mode, "seed": seed, "n_h": n_h, "T": T,
+            else "relu/tanh (fixed)", "mode": mode, "seed": seed, "n_h": n_h, "T": T, "population": population,
             "errors": errors, "max_error": max(errors.values()), "redraws": redraws}
+
+
+def _population_errors(members: list, stack, xp) -> dict[str, float]:
+    """Largest relative difference, per array, between a stacked population's gradients and each member's."""
+    nets, xs, targets, masks, losses, states = zip(*members)
+    state0 = None
+    if states[0] is not None:                              # per layer, per state: (K, B, N)
+        state0 = [tuple(xp.stack([s[layer][i] for s in states]) for i in range(len(states[0][layer])))
+                  for layer in range(len(states[0]))]
+    together = stack(list(nets)).loss_and_grads(xp.stack(xs), xp.stack(targets), xp.stack(masks), losses[0], state0)
+    errors = {}
+    for k, (net, x, target, mask, loss, s0) in enumerate(members):
+        alone = net.loss_and_grads(x, target, mask, loss, s0)
+        for name, g in alone.grads.items():
+            g, p = to_numpy(g), to_numpy(together.grads[name][k])
+            scale = max(float(numpy.abs(g).max()), float(numpy.abs(p).max()), 1e-300)
+            errors[name] = max(errors.get(name, 0.0), float(numpy.abs(g - p).max()) / scale)
+    return errors

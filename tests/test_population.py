@@ -160,3 +160,13 @@ def test_a_population_trains_on_either_backend(xp, cell):
         if a.status == "done":
             assert math.isclose(a.loss, p.loss, rel_tol=1e-4)
             assert all(numpy.isfinite(to_numpy(v)).all() for v in net.params.values())
+
+
+@pytest.mark.parametrize("cell,depth", [("gru", 1), ("plusrnn", 2), ("lstm", 2)])
+def test_gradcheck_of_a_population(cell, depth):
+    """`rnncap gradcheck --population K`: each member against central differences, the stack against each member."""
+    from rnncap.checks import check_network_gradients
+
+    report = check_network_gradients(cell, depth, population=3)
+    assert report["population"] == 3 and report["max_error"] < 1e-6
+    assert check_network_gradients(cell, depth)["errors"].keys() == report["errors"].keys()

@@ -8,6 +8,7 @@ import typer
 
 from rnncap.cli.app import (EXIT_CHECK_FAILED, Budget, Cell, Depth, Device, Json, Seed, Units, app, print_json,
                             print_table)
+from rnncap.errors import RnncapError
 
 
 @app.command()
@@ -78,6 +79,9 @@ def gradcheck(
     units: Annotated[int, typer.Option("--units", "-n", help="Units per layer.")] = 3,
     steps: Annotated[int, typer.Option("--steps", "-T", help="Sequence length.")] = 4,
     tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+    population: Annotated[int, typer.Option("--population", "-K", help="Check K networks at once as a "
+                                            "population: each member as alone, and the stacked gradients "
+                                            "against each member's.")] = 1,
     device: Device = None,
     json_output: Json = False,
 ):
@@ -90,9 +94,11 @@ def gradcheck(
     from rnncap.backend import get_xp, resolve_device
     from rnncap.checks import check_network_gradients
 
+    if population < 1:
+        raise RnncapError(f"--population must be >= 1, got {population}")
     xp = get_xp(device)
     report = check_network_gradients(cell, depth, nonlinearity=nonlinearity, seed=seed, mode=mode,
-                                      n_h=units, T=steps, xp=xp)
+                                      n_h=units, T=steps, xp=xp, population=population)
     passed = report["max_error"] <= tolerance
     result = {**report, "device": resolve_device(device), "tolerance": tolerance, "passed": passed}
     if json_output:
@@ -100,7 +106,7 @@ def gradcheck(
     else:
         rows = [[name, f"{err:.2e}", "ok" if err <= tolerance else "FAIL"] for name, err in report["errors"].items()]
         print_table(f"gradcheck {report['cell']} depth {depth} ({report['nonlinearity']}, {mode}, "
-                    f"{result['device']})", ["array", "max rel. error", ""], rows,
+                    f"{result['device']}" + (f", population of {population}" if population > 1 else "") + ")", ["array", "max rel. error", ""], rows,
                     caption=f"max {report['max_error']:.2e} (tolerance {tolerance:g}); "
                             f"{report['redraws']} redraw(s) to avoid a ReLU kink")
     if not passed:
