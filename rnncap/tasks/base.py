@@ -95,15 +95,15 @@ class SampleGather:
         T = a.shape[0]
         same = (a == a[:, :1]).reshape(T, -1).all(axis=1)                   # (T,) steps alike for every sample
         self.varying = self.xp.asarray(to_numpy(~same).nonzero()[0])
-        self.a, self.first = a, a[:, :1]                                    # (T, 1, ...)
+        self.first = a[:, :1]                                               # (T, 1, ...)
         self.a_varying = a[self.varying]                                    # (V, b, ...), copied once
         self.zero_elsewhere = not bool((self.first[self.xp.asarray(to_numpy(same).nonzero()[0])] != 0).any())
 
     def __call__(self, rows, members: int | None = None):
-        xp, a = self.xp, self.a
-        T, size, rest = a.shape[0], len(rows) // (members or 1), a.shape[2:]
+        xp = self.xp
+        T, size, rest = self.first.shape[0], len(rows) // (members or 1), self.first.shape[2:]
         lead = (members,) if members else ()
-        out = xp.zeros(lead + (T, size) + rest, dtype=a.dtype)              # (K, T, B, ...)
+        out = xp.zeros(lead + (T, size) + rest, dtype=self.first.dtype)     # (K, T, B, ...)
         if not self.zero_elsewhere:
             out[...] = self.first                                           # broadcasts over K and B
         picked = xp.take(self.a_varying, rows, axis=1)                      # (V, K*B, ...)
