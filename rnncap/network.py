@@ -322,7 +322,7 @@ class Network:
         counts (all of them without a mask); ``out`` holds those steps.
         """
         loss = loss or SoftmaxCrossEntropy()
-        steps = counted_steps(mask, self.xp.asarray(x).shape[-3])          # where the loss reads the network
+        steps = counted_steps(mask, x.shape[-3])                            # where the loss reads the network
         fwd = self.forward(x, state0, steps)
         if steps is not None:
             on_steps = self.xp.asarray(steps)
