@@ -59,26 +59,32 @@ def test_a_study_with_other_settings_is_refused(tmp_path):
             summarize(store, "nope")
 
 
-def _count_finished(path) -> int:
+def _count_finished_and_running(path) -> tuple[int, int]:
     try:
         db = sqlite3.connect(path, timeout=5)
-        n = db.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
+        finished, running = db.execute("SELECT SUM(status != 'running'), SUM(status = 'running') "
+                                       "FROM trials").fetchone()
         db.close()
-        return n
+        return finished or 0, running or 0
     except sqlite3.OperationalError:                                        # not created yet
-        return 0
+        return 0, 0
 
 
 def test_kill_dash_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
     path = tmp_path / "killed.sqlite"
     command = [sys.executable, "-m", "rnncap", "tune", "--study", "k", "--cell", "gru", "--units", "4",
-               "--strategy", "random", "--trials", "8", "--steps", "150", "--population", "2", "--store", str(path),
+               "--strategy", "random", "--trials", "8", "--steps", "400", "--population", "2", "--store", str(path),
                "--json",
                *[arg for k, v in TINY.items() for arg in ("-o", f"{k}={v}")]]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while _count_finished(path) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    # wait for a finished population and the next one under way: between the two, a driver that has just
+    # committed one population has no trial running yet, and a kill then would test nothing
+    while time.time() < deadline and process.poll() is None:
+        finished, running = _count_finished_and_running(path)
+        if finished >= 2 and running >= 1:
+            break
+        time.sleep(0.02)
     assert process.poll() is None, process.stderr.read().decode()
     os.kill(process.pid, signal.SIGKILL)                                    # mid-trial, no clean-up
     process.wait()
