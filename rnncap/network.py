@@ -252,14 +252,17 @@ class Network:
         """The learned initial state of every layer, for a batch."""
         return [self.cell.init_state(self.layer_params(k), batch) for k in range(self.depth)]
 
-    def forward(self, x, state0: list | None = None, steps=None) -> Forward:
+    def forward(self, x, state0: list | None = None, steps=None, input_steps: int | None = None) -> Forward:
         """Run the stack over ``x`` (T, B, n_in).
 
         ``state0`` (one state tuple per layer, arrays (B, N)) replaces the
         learned initial state, e.g. to carry state between the windows of
         truncated BPTT; its gradient comes back as ``Backward.dstate0``.
         ``steps`` (indices of time steps) reads out only those steps:
-        ``out`` is then (len(steps), B, n_out).
+        ``out`` is then (len(steps), B, n_out). ``input_steps`` S promises that
+        ``x`` is zero after its first S steps (the tasks that present an input and
+        then wait, :attr:`rnncap.tasks.base.Task.input_steps`): the first layer's
+        input GEMMs then skip the rest.
         """
         x = self.xp.asarray(x, dtype=self.dtype)
         if x.shape[:-3] != self.members or x.ndim != 3 + len(self.members) or x.shape[-1] != self.n_in:
@@ -273,7 +276,8 @@ class Network:
             h = dense_forward(x, self.params["proj.W"], self.params["proj.b"])   # (T, B, N)
         states, tapes = [], []
         for k in range(self.depth):
-            h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]))
+            zero_after = input_steps if k == 0 and not self.cell.carries_input else None
+            h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]), zero_after)
             states.append(state)
             tapes.append(tape)
         top = h if steps is None else self.xp.take(h, self.xp.asarray(steps), axis=-3)
@@ -315,15 +319,16 @@ class Network:
         return Backward({name: grads[name] for name in self.params}, dx, dstate0)
 
     def loss_and_grads(self, x, target, mask=None, loss=None, state0: list | None = None,
-                       input_grad: bool = True) -> LossAndGrads:
+                       input_grad: bool = True, input_steps: int | None = None) -> LossAndGrads:
         """Forward, loss (softmax cross-entropy unless ``loss`` says otherwise), backward.
 
         The readout and the loss are computed only at the time steps the mask
         counts (all of them without a mask); ``out`` holds those steps.
+        ``input_steps`` is :meth:`forward`'s.
         """
         loss = loss or SoftmaxCrossEntropy()
         steps = counted_steps(mask, x.shape[-3])                            # where the loss reads the network
-        fwd = self.forward(x, state0, steps)
+        fwd = self.forward(x, state0, steps, input_steps)
         if steps is not None:
             on_steps = self.xp.asarray(steps)
             target = self.xp.take(self.xp.asarray(target), on_steps, axis=len(self.members))

@@ -25,7 +25,7 @@ from rnncap import checkpoint as ckpt
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.optim import OPTIMIZERS, add_l2, clip_by_global_norm, l2_penalty, learning_rate, make_optimizer
+from rnncap.optim import OPTIMIZERS, add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,8 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
         while step < config.steps:
             batch = task.batch(step, rng)
             state0 = carried if batch.carry else None
-            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, state0, input_grad=False)
+            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, state0, input_grad=False,
+                                        input_steps=task.input_steps)
             carried = result.state                                            # truncated BPTT: no gradient crosses
             grads = result.grads
             loss = result.loss + add_l2(net.params, grads, config.l2)
@@ -136,9 +137,9 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
                 status = "infeasible"
                 break
             last = (batch, state0)
-            clip_by_global_norm(grads, config.clip)
-            optimizer.update(net.params, grads, opt_state, learning_rate(config.lr, config.lr_decay, step,
-                                                                         config.steps))
+            g = flatten({name: grads[name] for name in net.params})             # one vector: clipped in one pass
+            clip_by_norm(g, config.clip)
+            optimizer.update(net.params, g, opt_state, learning_rate(config.lr, config.lr_decay, step, config.steps))
             step += 1
             if step % stride == 0 or step == config.steps:
                 history.append((step, loss))
@@ -155,7 +156,7 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
     if status == "done" and last is not None:
         # the last update is checked too: the loss on the last batch, after it
         batch, state0 = last
-        value, _ = task.loss(net.forward(batch.x, state0).out, batch.target, batch.mask)
+        value, _ = task.loss(net.forward(batch.x, state0, input_steps=task.input_steps).out, batch.target, batch.mask)
         reason = diverged(float(value) + l2_penalty(net.params, config.l2))
         status = "done" if reason is None else "infeasible"
     metrics = {}

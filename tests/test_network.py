@@ -16,6 +16,8 @@ from rnncap.backend import to_numpy
 from rnncap.cells import CELLS, GRU, IRNN, LSTM, CellHParams, PlusRNN, make_cell
 from rnncap.errors import RnncapError
 from rnncap.network import MAX_DEPTH, Network, count_params, param_shapes, units_for_budget
+from rnncap.population import stack
+from rnncap.tasks import TASKS, make_task
 
 cell_names = st.sampled_from(sorted(CELLS))
 
@@ -185,6 +187,41 @@ def test_input_grad_false_skips_the_input_gradient_only(cell):
     assert without.loss == with_dx.loss
     for name in net.params:
         numpy.testing.assert_array_equal(without.grads[name], with_dx.grads[name], err_msg=name)
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(cell=cell_names, extra_depth=st.integers(0, 2), T=st.integers(1, 6), S=st.integers(1, 7),
+       members=st.sampled_from([(), (3,)]), seed=st.integers(0, 2**32 - 1))
+def test_input_steps_equals_the_full_input_gemms(cell, extra_depth, T, S, members, seed):
+    """The fast path for inputs that are zero after S steps gives the full GEMMs' loss, outputs and gradients."""
+    depth = CELLS[cell].min_depth + extra_depth
+    rng = numpy.random.default_rng(seed)
+    net = Network(cell, depth, 3, 4, 5, CellHParams(bias_scale=0.3), rng, dtype=numpy.float64)
+    if members:
+        net = stack([Network(cell, depth, 3, 4, 5, CellHParams(bias_scale=0.3), rng, dtype=numpy.float64)
+                     for _ in range(members[0])])
+    x = rng.normal(size=(*members, T, 2, 3))
+    x[..., S:, :, :] = 0.0                                    # the promise that input_steps makes
+    target = rng.integers(0, 4, size=(*members, T, 2))
+    full = net.loss_and_grads(x, target)
+    fast = net.loss_and_grads(x, target, input_steps=S)
+    numpy.testing.assert_allclose(fast.loss, full.loss, rtol=1e-12)
+    numpy.testing.assert_allclose(fast.out, full.out, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(fast.dx, full.dx, rtol=1e-12, atol=1e-14)
+    for name in net.params:
+        numpy.testing.assert_allclose(fast.grads[name], full.grads[name], rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_tasks_keep_their_input_steps_promise():
+    """A task that declares ``input_steps`` gives batches (and evaluation data) that are zero after them."""
+    declared = [name for name, (cls, _) in TASKS.items() if cls.input_steps is not None]
+    assert {"capacity", "memory", "rcf"} <= set(declared)
+    for name in declared:
+        task = make_task(name, {"unroll": 4})
+        rng = numpy.random.default_rng(0)
+        for step in range(3):
+            x = to_numpy(task.batch(step, rng).x)
+            assert x[:task.input_steps].any() and not x[task.input_steps:].any(), name
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))

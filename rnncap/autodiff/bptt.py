@@ -11,6 +11,12 @@ Shapes are one network's, ``x`` (T, B, n_in). A population of K networks
 (:mod:`rnncap.population`) adds a leading member axis to every array,
 ``x`` (K, T, B, n_in), and the same lines run: time is always axis -3, so a
 step is ``x[..., t, :, :]``, and each GEMM is a stacked matmul, one per member.
+
+Tasks that present an input and then wait (capacity, memory) have ``x`` zero
+after its first ``input_steps`` steps. Given that number, the input GEMMs run
+over those steps only (``x W_x`` is zero elsewhere, and so is its share of
+``W_x``'s gradient), which removes most of their arithmetic at T = 5;
+``tests/test_network.py`` checks that the results equal the full GEMMs'.
 """
 
 from __future__ import annotations
@@ -26,18 +32,27 @@ class LayerTape(NamedTuple):
 
     x: object        # (T, B, n_in) the layer's input
     caches: list     # one cell cache per step
+    input_steps: int  # x is zero after its first input_steps steps (T: no such promise)
 
 
-def layer_forward(cell, p: dict, x, state0: tuple):
+def layer_forward(cell, p: dict, x, state0: tuple, input_steps: int | None = None):
     """Run one layer over a sequence.
 
     Returns ``(ys, state_T, tape)``: the outputs ``ys`` (T, B, N) that the
     layer above sees, the state after the last step, and the tape.
+    ``input_steps`` S says that ``x`` is zero after its first S steps.
     """
     xp = array_module(x)
     *members, T, B, n_in = x.shape
-    xs = x.reshape(*members, T * B, n_in)                                   # (T*B, n_in)
-    xw = (xs @ p["W_x"] + p["b"][..., None, :]).reshape(*members, T, B, -1)  # all steps, one GEMM  (T, B, G*N)
+    S = T if input_steps is None else min(input_steps, T)
+    xs = x[..., :S, :, :].reshape(*members, S * B, n_in)                    # (S*B, n_in)
+    bias = p["b"][..., None, :]
+    if S == T:
+        xw = (xs @ p["W_x"] + bias).reshape(*members, T, B, -1)             # all steps, one GEMM  (T, B, G*N)
+    else:                                                                   # x W_x is zero after step S
+        xw = xp.empty((*members, T, B, p["b"].shape[-1]), dtype=x.dtype)   # (T, B, G*N)
+        xw[..., :S, :, :] = (xs @ p["W_x"] + bias).reshape(*members, S, B, -1)
+        xw[..., S:, :, :] = bias[..., None, :, :]
     n = p["h0"].shape[-1]
     ys = xp.empty((*members, T, B, n), dtype=xw.dtype)                      # (T, B, N)
     caches = []
@@ -45,7 +60,7 @@ def layer_forward(cell, p: dict, x, state0: tuple):
     for t in range(T):
         ys[..., t, :, :], state, cache = cell.step(p, x[..., t, :, :], xw[..., t, :, :], state)
         caches.append(cache)
-    return ys, state, LayerTape(x, caches)
+    return ys, state, LayerTape(x, caches, S)
 
 
 def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_grad: bool = True):
@@ -58,7 +73,7 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
     ``dx`` is None when ``input_grad`` is False (the network's raw input).
     """
     xp = array_module(dys)
-    x, caches = tape
+    x, caches, S = tape
     *members, T, B, n_in = x.shape
     dxw = xp.empty((*members, T, B, p["b"].shape[-1]), dtype=dys.dtype)     # (T, B, G*N)
     dx_direct = None                                                        # (T, B, n_in), +RNN only
@@ -76,8 +91,8 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
             else:
                 grads[name] = g
     dxw_2d = dxw.reshape(*members, T * B, -1)                               # (T*B, G*N)
-    xs = x.reshape(*members, T * B, n_in)                                   # (T*B, n_in)
-    grads["W_x"] = xs.swapaxes(-1, -2) @ dxw_2d                             # all steps, one GEMM  (n_in, G*N)
+    xs = x[..., :S, :, :].reshape(*members, S * B, n_in)                    # (S*B, n_in)
+    grads["W_x"] = xs.swapaxes(-1, -2) @ dxw_2d[..., :S * B, :]             # the steps with input, one GEMM
     grads["b"] = sum_rows(dxw_2d)                                           # all steps and sequences  (G*N,)
     dx = None
     if input_grad:

@@ -36,6 +36,7 @@ class Task:
     direction: ClassVar[str]          # "max" or "min"
     select_best: ClassVar[bool] = False  # report the best evaluation during training, not the last
     fixed_dataset: ClassVar[bool] = False  # one dataset, trained on whole (L-BFGS can be used)
+    input_steps: ClassVar[int | None] = None  # every x is zero after its first input_steps steps (None: no promise)
 
     n_in: int
     n_out: int
@@ -65,7 +66,8 @@ class Task:
 def present_then_read(inputs, targets, T: int):
     """Sequences that show ``inputs`` (B, n_in) at step 1 only and ask for ``targets`` at step T.
 
-    ``targets`` is (B,) class indices or (B, n_out) reals. Returns NumPy
+    ``targets`` is (B,) class indices or (B, n_out) reals; a task built on it
+    sets ``input_steps = 1``. Returns NumPy
     ``(x (T, B, n_in), target (T, B[, n_out]), mask (T, B))`` with zeros
     everywhere but step 1 of ``x`` and step T of ``target`` and ``mask``.
     """
@@ -85,9 +87,10 @@ class SampleGather:
 
     The capacity task's inputs are zero after step 1 and its mask is the same
     for every sample, so most of a population's minibatch needs no gathering
-    at all (for one network's minibatch a plain ``take`` is as fast). With
-    ``members=K`` the rows are K minibatches side by side, and the result is
-    laid out member first: (K, T, B, ...).
+    at all (for one network's minibatch a plain ``take`` is as fast); an array
+    alike for every sample comes back as a read-only broadcast view.
+    With ``members=K`` the rows are K minibatches side by side, and the result
+    is laid out member first: (K, T, B, ...).
     """
 
     def __init__(self, a):
@@ -103,6 +106,8 @@ class SampleGather:
         xp = self.xp
         T, size, rest = self.first.shape[0], len(rows) // (members or 1), self.first.shape[2:]
         lead = (members,) if members else ()
+        if len(self.varying) == 0:                                          # alike for every sample: a read-only view
+            return xp.broadcast_to(self.first, lead + (T, size) + rest)
         out = xp.zeros(lead + (T, size) + rest, dtype=self.first.dtype)     # (K, T, B, ...)
         if not self.zero_elsewhere:
             out[...] = self.first                                           # broadcasts over K and B

@@ -73,6 +73,7 @@ class CapacityTask(FixedDatasetTask):
     name = "capacity"
     objective = "bits"
     direction = "max"
+    input_steps = 1                   # present_then_read: the input is shown at step 1 only
     select_best = True                # any parameters reached during training store those bits
 
     def __init__(self, config: CapacityConfig, xp=numpy, dtype=TRAIN_DTYPE):
@@ -87,7 +88,7 @@ class CapacityTask(FixedDatasetTask):
         self.x, self.target, self.mask = self.to_device(x), self.xp.asarray(target), self.to_device(mask)
 
     def evaluate(self, net) -> dict:
-        out = net.forward(self.x).out                                         # (T, b, 2)
+        out = net.forward(self.x, input_steps=self.input_steps).out          # (T, b, 2)
         predicted = to_numpy(out[-1].argmax(axis=1))                          # label read at step T
         p = float((predicted == self.labels).mean())
         bits = mutual_information_bits(self.config.n_samples, p)

@@ -52,6 +52,7 @@ class MemoryTask(Task):
     name = "memory"
     objective = "error"
     direction = "min"
+    input_steps = 1                   # present_then_read: the input is shown at step 1 only
 
     def __init__(self, config: MemoryConfig = MemoryConfig(), xp=numpy, dtype=TRAIN_DTYPE):
         super().__init__(xp, dtype)
@@ -69,7 +70,7 @@ class MemoryTask(Task):
         return self._make_batch(rng, self.config.batch_size)
 
     def evaluate(self, net) -> dict:
-        recalled = net.forward(self.eval_batch.x).out[-1]                     # (B, n_in)
+        recalled = net.forward(self.eval_batch.x, input_steps=self.input_steps).out[-1]   # (B, n_in)
         u = self.eval_batch.target[-1]
         error = float(((recalled - u) ** 2).sum() / (u * u).sum())
         return {"error": error, "reference": reference_error(net.n_h, self.n_in), "n_h": net.n_h}

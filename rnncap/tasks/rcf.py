@@ -81,6 +81,7 @@ class RCFTask(FixedDatasetTask):
     name = "rcf"
     objective = "loss"
     direction = "min"
+    input_steps = 1                   # present_then_read: the input is shown at step 1 only
     select_best = True                # the metric is on the training samples: any parameters reached count
 
     def __init__(self, config: RCFConfig = RCFConfig(), xp=numpy, dtype=TRAIN_DTYPE):
@@ -97,7 +98,8 @@ class RCFTask(FixedDatasetTask):
         self.x, self.target, self.mask = self.to_device(x), self.to_device(target), self.to_device(mask)
 
     def evaluate(self, net) -> dict:
-        predicted = to_numpy(net.forward(self.x).out[-1]).astype(numpy.float64)  # (b, n_out), read at step T
+        out = net.forward(self.x, input_steps=self.input_steps).out                 # (T, b, n_out)
+        predicted = to_numpy(out[-1]).astype(numpy.float64)                       # (b, n_out), read at step T
         mse = float(((predicted - self.values) ** 2).sum(axis=1).mean())
         normalised = mse / self.target_variance
         return {"loss": mse, "normalised_error": normalised, "r2": 1.0 - normalised,
