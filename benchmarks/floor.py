@@ -1,7 +1,8 @@
 """The floor: one capacity-task training step as a bare NumPy function, against rnncap's step.
 
 The bare function does the same arithmetic as rnncap for a vanilla RNN (tanh)
-on the capacity task: input projection of all T steps in one GEMM, the
+on the capacity task: input projection of step 1 in one GEMM (the input is
+zero after it, and both sides know it), the
 recurrence, the readout and softmax cross-entropy at the last step, BPTT, the
 gradient's global norm and clipping, and an Adam update, with no framework
 around it (no dicts of named parameters, no caches, no masks, no checks). It
@@ -30,7 +31,7 @@ import numpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rnncap.network import Network, count_params, units_for_budget  # noqa: E402
-from rnncap.optim import Adam, clip_by_global_norm, learning_rate  # noqa: E402
+from rnncap.optim import Adam, clip_by_norm, flatten, learning_rate  # noqa: E402
 from rnncap.tasks import make_task  # noqa: E402
 
 
@@ -41,7 +42,9 @@ def bare_step(P, M, V, t, x_all, labels, rng, lr, batch=256, clip=10.0, b1=0.9, 
     x = numpy.take(x_all, rows, axis=1)                                  # (T, B, n_in)
     y = labels[rows]                                                     # (B,)
     T, B, n_in = x.shape
-    xw = (x.reshape(T * B, n_in) @ W_x + b).reshape(T, B, -1)
+    xw = numpy.empty((T, B, b.shape[0]), dtype=x.dtype)
+    xw[0] = x[0] @ W_x + b                                               # the input is zero after step 1
+    xw[1:] = b
     hs = [numpy.repeat(h0[None, :], B, axis=0)]
     for k in range(T):
         hs.append(numpy.tanh(xw[k] + hs[-1] @ W_h))
@@ -63,7 +66,7 @@ def bare_step(P, M, V, t, x_all, labels, rng, lr, batch=256, clip=10.0, b1=0.9, 
         dh = dz @ W_h.T
         dxw[k] = dz
     dxw2 = dxw.reshape(T * B, -1)
-    dW_x, db = x.reshape(T * B, n_in).T @ dxw2, dxw2.sum(axis=0)
+    dW_x, db = x[0].T @ dxw[0], dxw2.sum(axis=0)
     dh0 = dh.sum(axis=0)
     G = [dW_x, dW_h, db, dh0, dW_o, db_o]
     norm = math.sqrt(float(sum((g * g).sum() for g in G)))
@@ -98,9 +101,11 @@ def main(argv=None) -> int:
         state = adam.init(net.params)
         for step in range(args.steps):
             batch = task.batch(step, rng)
-            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, input_grad=False)
-            clip_by_global_norm(result.grads, 10.0)
-            adam.update(net.params, result.grads, state, learning_rate(1e-2, 0.1, step, args.steps))
+            result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, input_grad=False,
+                                        input_steps=task.input_steps)
+            g = flatten(result.grads)
+            clip_by_norm(g, 10.0)
+            adam.update(net.params, g, state, learning_rate(1e-2, 0.1, step, args.steps))
 
     def run_floor():
         rng = numpy.random.default_rng(0)

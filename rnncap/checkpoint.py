@@ -23,7 +23,7 @@ import numpy
 from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
-FORMAT = 1
+FORMAT = 2                 # 2: the optimiser state is one flat vector per kind (m, v), not one array per parameter
 
 
 class Saved(NamedTuple):

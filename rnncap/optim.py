@@ -1,11 +1,15 @@
 """First-order optimisers, learning-rate decay, gradient clipping and the L2 penalty.
 
-Each optimiser keeps its state in a dict of arrays keyed like the parameters
-(so a checkpoint can save it with ``numpy.savez``), and updates the parameter
-arrays in place:
+Each optimiser keeps its state in a dict of arrays (so a checkpoint can save
+it with ``numpy.savez``) and updates the parameter arrays in place:
 
     state = opt.init(params)
     opt.update(params, grads, state, lr)
+
+The state holds every parameter laid end to end in one vector
+(:func:`flatten`), so a step is a handful of whole-vector operations however
+many arrays the network has; ``grads`` is a dict keyed like ``params``, or
+already flattened (as the training loop does, to clip it in one pass).
 
 - ``sgd``: SGD with (heavy-ball) momentum ``mu``: ``v = mu v - lr g; θ += v``.
 - ``rmsprop``: ``s = rho s + (1 - rho) g^2; θ -= lr g / (sqrt(s) + eps)``.
@@ -16,7 +20,8 @@ Full-batch L-BFGS lives in :mod:`rnncap.train`, since SciPy drives its loop.
 In a population (:mod:`rnncap.population`) every parameter has a leading
 member axis, and the numbers that members may differ in (the learning rate,
 momentum, the clipping threshold, the L2 weight) are arrays (K,), one per
-member; :func:`per_member` shapes such an array to multiply a parameter.
+member; :func:`per_member` shapes such an array to multiply a parameter, and
+the state vectors are (K, P), one row per member (``opt.init(params, members=1)``).
 Plain numbers work as before.
 """
 
@@ -49,20 +54,50 @@ def member_sums(arrays, members: int):
     return sum(a.reshape(members, -1).sum(axis=1) for a in arrays)
 
 
+def flatten(arrays: dict, members: int = 0):
+    """The arrays laid end to end: one vector (P,), or one per member (K, P) when ``members`` is 1.
+
+    The optimisers keep their state this way and update it in a few
+    whole-vector operations, however many parameter arrays a network has.
+    """
+    xp = array_module(*arrays.values())
+    return xp.concatenate([a.reshape(*a.shape[:members], -1) for a in arrays.values()], axis=-1)
+
+
+def _subtract(params: dict, delta) -> None:
+    """``p -= `` its piece of ``delta`` (flattened like :func:`flatten`), for every parameter, in place."""
+    start = 0
+    for p in params.values():
+        size = p.size // math.prod(delta.shape[:-1])
+        p -= delta[..., start:start + size].reshape(p.shape)
+        start += size
+
+
+def _vector(params: dict, grads, like):
+    """``grads`` laid out like the state vector ``like``: a dict keyed like ``params`` is flattened."""
+    if isinstance(grads, dict):
+        return flatten({k: grads[k] for k in params}, like.ndim - 1)
+    return grads
+
+
+def _zeros(params: dict, members: int):
+    xp = array_module(*params.values())
+    return xp.zeros_like(flatten(params, members))
+
+
 @dataclass(frozen=True)
 class SGD:
     momentum: float = 0.9
 
-    def init(self, params: dict) -> dict:
-        xp = array_module(*params.values())
-        return {f"v.{k}": xp.zeros_like(p) for k, p in params.items()}
+    def init(self, params: dict, members: int = 0) -> dict:
+        return {"v": _zeros(params, members)}
 
-    def update(self, params: dict, grads: dict, state: dict, lr: float) -> None:
-        for k, p in params.items():
-            v = state[f"v.{k}"]
-            v *= per_member(self.momentum, v)
-            v -= per_member(lr, p) * grads[k]
-            p += v
+    def update(self, params: dict, grads, state: dict, lr) -> None:
+        v = state["v"]
+        g = _vector(params, grads, v)
+        v *= per_member(self.momentum, v)
+        v -= per_member(lr, v) * g
+        _subtract(params, -v)
 
 
 @dataclass(frozen=True)
@@ -70,17 +105,16 @@ class RMSProp:
     rho: float = 0.9
     eps: float = 1e-8
 
-    def init(self, params: dict) -> dict:
-        xp = array_module(*params.values())
-        return {f"s.{k}": xp.zeros_like(p) for k, p in params.items()}
+    def init(self, params: dict, members: int = 0) -> dict:
+        return {"s": _zeros(params, members)}
 
-    def update(self, params: dict, grads: dict, state: dict, lr: float) -> None:
-        xp = array_module(*params.values())
-        for k, p in params.items():
-            g, s = grads[k], state[f"s.{k}"]
-            s *= self.rho
-            s += (1.0 - self.rho) * g * g
-            p -= per_member(lr, p) * g / (xp.sqrt(s) + self.eps)
+    def update(self, params: dict, grads, state: dict, lr) -> None:
+        xp = array_module(state["s"])
+        s = state["s"]
+        g = _vector(params, grads, s)
+        s *= self.rho
+        s += (1.0 - self.rho) * g * g
+        _subtract(params, per_member(lr, s) * g / (xp.sqrt(s) + self.eps))
 
 
 @dataclass(frozen=True)
@@ -89,26 +123,22 @@ class Adam:
     beta2: float = 0.999
     eps: float = 1e-8
 
-    def init(self, params: dict) -> dict:
+    def init(self, params: dict, members: int = 0) -> dict:
         xp = array_module(*params.values())
-        state = {"t": xp.zeros((), dtype="int64")}
-        for k, p in params.items():
-            state[f"m.{k}"] = xp.zeros_like(p)
-            state[f"v.{k}"] = xp.zeros_like(p)
-        return state
+        return {"t": xp.zeros((), dtype="int64"), "m": _zeros(params, members), "v": _zeros(params, members)}
 
-    def update(self, params: dict, grads: dict, state: dict, lr: float) -> None:
-        xp = array_module(*params.values())
+    def update(self, params: dict, grads, state: dict, lr) -> None:
+        xp = array_module(state["m"])
+        g = _vector(params, grads, state["m"])
         state["t"] += 1
         t = int(state["t"])
         step = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)   # bias correction
-        for k, p in params.items():
-            g, m, v = grads[k], state[f"m.{k}"], state[f"v.{k}"]
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * g * g
-            p -= per_member(step, p) * m / (xp.sqrt(v) + self.eps)
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * g * g
+        _subtract(params, per_member(step, m) * m / (xp.sqrt(v) + self.eps))
 
 
 def make_optimizer(name: str, momentum: float = 0.9):
@@ -133,41 +163,33 @@ def is_weight(name: str) -> bool:
 
 def l2_penalty(params: dict, l2, members: int = 0):
     """``l2/2 * sum ||W||^2`` over the weight matrices (per member: ``l2`` and the result (K,))."""
-    if not members and l2 == 0.0:
-        return 0.0
+    if not numpy.any(l2):
+        return numpy.zeros(members) if members else 0.0
     return 0.5 * l2 * member_sums([p * p for k, p in params.items() if is_weight(k)], members)
 
 
 def add_l2(params: dict, grads: dict, l2, members: int = 0):
     """Add the L2 penalty's gradient to ``grads`` in place; return the penalty."""
-    if members or l2 != 0.0:
+    if numpy.any(l2):
         for k, p in params.items():
             if is_weight(k):
                 grads[k] += per_member(l2, p) * p
     return l2_penalty(params, l2, members)
 
 
-def global_norm(grads: dict) -> float:
-    return math.sqrt(float(sum((g * g).sum() for g in grads.values())))
+def clip_by_norm(g, max_norm):
+    """Scale the gradient vector ``g`` (:func:`flatten`) so that its norm is at most ``max_norm``; return
+    the norm before, as a float.
 
-
-def clip_by_global_norm(grads: dict, max_norm: float | None) -> float:
-    """Scale all gradients together so their joint norm is at most ``max_norm``; return the norm before."""
-    norm = global_norm(grads)
-    if max_norm is not None and norm > max_norm and math.isfinite(norm):
-        scale = max_norm / norm
-        for g in grads.values():
-            g *= scale
-    return norm
-
-
-def clip_members_by_norm(grads: dict, max_norms):
-    """:func:`clip_by_global_norm` for each member of a population: ``max_norms`` (K,), inf for none."""
-    members = len(max_norms)
-    norms = numpy.sqrt(to_numpy(member_sums([g * g for g in grads.values()], members)).astype(numpy.float64))
-    clipped = numpy.isfinite(norms) & (norms > max_norms)
+    In a population ``g`` is (K, P) and ``max_norm`` an array (K,), inf for no
+    clipping: each member is clipped alone, and the norms come back as (K,).
+    ``max_norm`` None never clips.
+    """
+    xp = array_module(g)
+    norms = numpy.sqrt(to_numpy((g * g).sum(axis=-1)).astype(numpy.float64))          # () or (K,)
+    limit = math.inf if max_norm is None else numpy.asarray(max_norm, dtype=numpy.float64)
+    clipped = numpy.isfinite(norms) & (norms > limit)
     if clipped.any():
-        scale = numpy.where(clipped, max_norms / numpy.where(clipped, norms, 1.0), 1.0)     # (K,)
-        for g in grads.values():
-            g *= per_member(scale, g)
-    return norms
+        scale = numpy.where(clipped, limit / numpy.where(clipped, norms, 1.0), 1.0)
+        g *= per_member(scale, g) if scale.ndim else xp.asarray(scale, dtype=g.dtype)
+    return norms if norms.ndim else float(norms)

@@ -36,7 +36,7 @@ import numpy
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.network import Network
-from rnncap.optim import add_l2, clip_members_by_norm, l2_penalty, learning_rate, make_optimizer, per_member
+from rnncap.optim import add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
 from rnncap.progress import ProgressBar
 from rnncap.tasks.base import population_batches
 from rnncap.train import TrainConfig, TrainResult, better_of, diverged_reason, history_stride
@@ -120,7 +120,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
                                                      for c in configs], dtype=numpy.float64)
     lr0, decay, clip, l2, factors = (array(name) for name in ("lr", "lr_decay", "clip", "l2", "diverge_factor"))
     optimizer = make_optimizer(config.optimizer, array("momentum"))
-    opt_state = optimizer.init(pop.params)
+    opt_state = optimizer.init(pop.params, members=1)
     rngs = [numpy.random.default_rng(c.seed) for c in configs]
     next_batch = population_batches(tasks, rngs)
     active = numpy.ones(K, dtype=bool)
@@ -145,7 +145,8 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
         while step < config.steps and active.any():
             x, target, mask, carry = next_batch(step)                     # (K, T, B, ...)
             state0 = carried if carry else None
-            result = pop.loss_and_grads(x, target, mask, task0.loss, state0, input_grad=False)
+            result = pop.loss_and_grads(x, target, mask, task0.loss, state0, input_grad=False,
+                                        input_steps=task0.input_steps)
             carried, grads = result.state, result.grads
             loss = to_numpy(result.loss).astype(numpy.float64) + to_numpy(add_l2(pop.params, grads, l2, K))
             first_loss = numpy.where(numpy.isnan(first_loss), loss, first_loss)
@@ -155,13 +156,12 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             if not active.any():
                 break
             last = (x, target, mask, state0)
+            g = flatten({name: grads[name] for name in pop.params}, members=1)   # (K, P): one vector per member
             if not active.all():                           # frozen members: no gradient, no step
-                frozen = xp.asarray(~active)
-                for g in grads.values():
-                    g[frozen] = 0.0
-            clip_members_by_norm(grads, clip)
+                g[xp.asarray(~active)] = 0.0
+            clip_by_norm(g, clip)
             rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps), 0.0)      # (K,)
-            optimizer.update(pop.params, grads, opt_state, rate)
+            optimizer.update(pop.params, g, opt_state, rate)
             step += 1
             if step % stride == 0 or step == config.steps:
                 for k in numpy.flatnonzero(active):
@@ -176,7 +176,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     if last is not None and active.any():
         # the last update is checked too: each member's loss on the last batch, after it
         x, target, mask, state0 = last
-        value, _ = task0.loss(pop.forward(x, state0).out, target, mask)
+        value, _ = task0.loss(pop.forward(x, state0, input_steps=task0.input_steps).out, target, mask)
         check(to_numpy(value).astype(numpy.float64) + to_numpy(l2_penalty(pop.params, l2, K)))
     wall = time.perf_counter() - started
     results = []

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from rnncap.cli import app
 from rnncap.errors import RnncapError
 from rnncap.network import Network
-from rnncap.optim import SGD, Adam, RMSProp, add_l2, clip_by_global_norm, global_norm, learning_rate
+from rnncap.optim import SGD, Adam, RMSProp, add_l2, clip_by_norm, flatten, learning_rate
 from rnncap.tasks.capacity import CapacityConfig, CapacityTask, binary_entropy, mutual_information_bits
 from rnncap.tasks.memory import MemoryConfig, MemoryTask
 from rnncap.train import TrainConfig, train
@@ -92,9 +92,12 @@ def test_adam_first_step_moves_by_lr():
 
 
 def test_clipping_l2_and_decay():
-    grads = {"a": numpy.array([3.0]), "b": numpy.array([4.0])}
-    assert clip_by_global_norm(grads, 1.0) == 5.0
-    assert math.isclose(global_norm(grads), 1.0) and math.isclose(grads["a"][0] / grads["b"][0], 0.75)
+    g = flatten({"a": numpy.array([3.0]), "b": numpy.array([4.0])})
+    assert clip_by_norm(g, 1.0) == 5.0
+    assert math.isclose(clip_by_norm(g, None), 1.0) and math.isclose(g[0] / g[1], 0.75)
+    members = numpy.array([[3.0, 4.0], [0.3, 0.4], [30.0, 40.0]])         # each member clipped alone
+    numpy.testing.assert_allclose(clip_by_norm(members, numpy.array([1.0, 1.0, math.inf])), [5.0, 0.5, 50.0])
+    numpy.testing.assert_allclose(members, [[0.6, 0.8], [0.3, 0.4], [30.0, 40.0]])
     params = {"layer0.W_h": numpy.array([2.0]), "layer0.b": numpy.array([3.0])}
     grads = {"layer0.W_h": numpy.array([0.0]), "layer0.b": numpy.array([0.0])}
     assert add_l2(params, grads, 0.5) == 0.5 * 0.5 * 4.0                  # biases are not penalised
@@ -181,7 +184,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, monkeypatch, task_name
     killed = tmp_path / "killed.npz"
     import rnncap.train as train_module
     calls = {"n": 0}
-    real_clip = train_module.clip_by_global_norm
+    real_clip = train_module.clip_by_norm
 
     def clip_then_die(*args):
         calls["n"] += 1
@@ -189,10 +192,10 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path, monkeypatch, task_name
             raise _Killed
         return real_clip(*args)
 
-    monkeypatch.setattr(train_module, "clip_by_global_norm", clip_then_die)
+    monkeypatch.setattr(train_module, "clip_by_norm", clip_then_die)
     with pytest.raises(_Killed):
         run_trial(trial, checkpoint_path=killed)
-    monkeypatch.setattr(train_module, "clip_by_global_norm", real_clip)
+    monkeypatch.setattr(train_module, "clip_by_norm", real_clip)
     resumed = run_trial(trial, checkpoint_path=killed, resume=True)
     assert resumed["history"] == whole["history"]
     assert resumed["loss"] == whole["loss"] and resumed["metrics"] == whole["metrics"]
