@@ -4,8 +4,9 @@ This is the only code in rnncap that loops over time. Forward: one GEMM
 projects the inputs of all ``T`` steps, then the loop calls ``cell.step`` once
 per step (one recurrent GEMM each). Backward: the same loop reversed, carrying
 the state gradient ``dstate`` from step t+1 to step t (``dhnext`` in
-min-char-rnn), adding up the recurrent weight gradients with ``+=``; then one
-GEMM each for the input weights, the biases and the input gradient.
+min-char-rnn) and keeping each step's pre-activation gradient ``dxw_t``; then
+one GEMM over all steps each for the recurrent weights, the input weights,
+the biases and the input gradient.
 
 Shapes are one network's, ``x`` (T, B, n_in). A population of K networks
 (:mod:`rnncap.population`) adds a leading member axis to every array,
@@ -77,20 +78,15 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
     *members, T, B, n_in = x.shape
     dxw = xp.empty((*members, T, B, p["b"].shape[-1]), dtype=dys.dtype)     # (T, B, G*N)
     dx_direct = None                                                        # (T, B, n_in), +RNN only
-    grads = {}
     dstate = dstate_T
     for t in reversed(range(T)):
-        dx_t, dxw[..., t, :, :], dstate, step_grads = cell.step_backward(p, dys[..., t, :, :], dstate, caches[t])
+        dx_t, dxw[..., t, :, :], dstate = cell.step_backward(p, dys[..., t, :, :], dstate, caches[t])
         if dx_t is not None:                                                # a direct path x_t -> y_t (+RNN)
             if dx_direct is None:
                 dx_direct = xp.zeros_like(x)
             dx_direct[..., t, :, :] = dx_t
-        for name, g in step_grads.items():
-            if name in grads:
-                grads[name] += g
-            else:
-                grads[name] = g
     dxw_2d = dxw.reshape(*members, T * B, -1)                               # (T*B, G*N)
+    grads = {"W_h": _recurrent_weight_grad(cell, caches, dxw_2d)}
     xs = x[..., :S, :, :].reshape(*members, S * B, n_in)                    # (S*B, n_in)
     grads["W_x"] = xs.swapaxes(-1, -2) @ dxw_2d[..., :S * B, :]             # the steps with input, one GEMM
     grads["b"] = sum_rows(dxw_2d)                                           # all steps and sequences  (G*N,)
@@ -100,3 +96,22 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
         if dx_direct is not None:
             dx += dx_direct
     return dx, dstate, grads
+
+
+def _recurrent_weight_grad(cell, caches: list, dxw_2d):
+    """``W_h``'s gradient: what it multiplied at every step, against ``dxw``, one GEMM per input.
+
+    ``dxw_2d`` (T*B, G*N) holds the pre-activation gradients of all steps;
+    block by block, ``dW_h = sum_t input_t^T dxw_t``, one GEMM over all steps
+    at once (a (T*B)-long product keeps BLAS far busier than T short ones).
+    """
+    xp = array_module(dxw_2d)
+    inputs = [cell.recurrent_inputs(cache) for cache in caches]             # per step {(first, end): (B, N)}
+    n = next(iter(inputs[0].values())).shape[-1]
+    *members, TB, GN = dxw_2d.shape
+    dW_h = xp.empty((*members, n, GN), dtype=dxw_2d.dtype)                  # (N, G*N)
+    for first, end in inputs[0]:
+        seq = xp.stack([step[first, end] for step in inputs], axis=-3).reshape(*members, TB, n)   # (T*B, N)
+        cols = slice(first * n, end * n)
+        dW_h[..., cols] = seq.swapaxes(-1, -2) @ dxw_2d[..., cols]
+    return dW_h

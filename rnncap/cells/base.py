@@ -6,16 +6,19 @@ arrays and no step counter. The parameters live in a dict that the network
 passes in; the cell's two methods are pure functions of their arguments:
 
     step(p, x_t, xw_t, state)              -> (y_t, state_t, cache)
-    step_backward(p, dy_t, dstate_t, cache) -> (dx_t, dxw_t, dstate_prev, grads)
+    step_backward(p, dy_t, dstate_t, cache) -> (dx_t, dxw_t, dstate_prev)
 
 ``xw_t = x_t @ W_x + b`` is the input projection for step t, which the BPTT
 driver computes for all steps in one GEMM before the time loop; the step adds
 the recurrent GEMM ``h_prev @ W_h``. ``y_t`` is what the layer above (or the
 readout) sees: ``h_t`` for every cell but the +RNN, whose ``y_t`` is separate.
 ``dx_t`` is the gradient reaching ``x_t`` *other* than through ``xw_t`` (only
-the +RNN has such a path; the others return None). ``grads`` holds the
-contribution of this step to the recurrent weights ``W_h``; the driver adds
-them up and computes the ``W_x`` and ``b`` gradients after the loop.
+the +RNN has such a path; the others return None). ``dxw_t`` is the gradient
+of the pre-activations ``xw_t + h_prev @ W_h``, so the weight gradients are
+products of it with what the weights multiplied: the driver computes them
+after the loop, one GEMM over all steps each, ``W_x``'s with the inputs and
+``W_h``'s with :meth:`Cell.recurrent_inputs` (``h_{t-1}`` for every block,
+but for the GRU's candidate).
 
 Parameter layout, shared by every cell (``G`` = ``cell.gates``, ``N`` = units):
 
@@ -131,6 +134,15 @@ class Cell:
             "b": rng.normal(0.0, hp.bias_scale, G * n_h) if hp.bias_scale > 0 else numpy.zeros(G * n_h),
             **{f"{state}0": numpy.zeros(n_h) for state in self.state_names},
         }
+
+    def recurrent_inputs(self, cache) -> dict:
+        """What ``W_h`` multiplied at a step, by its blocks: ``{(first, end): (B, N) input}``.
+
+        Blocks ``first`` to ``end - 1`` of ``W_h`` multiplied that input, so
+        their gradient is ``input^T dxw_t`` summed over the steps. Every cell
+        but the GRU multiplies all of ``W_h`` by ``h_{t-1}``.
+        """
+        return {(0, self.gates): cache.h_prev}
 
     def init_state(self, p: dict, batch: int) -> tuple:
         """The learned initial state, repeated for every sequence in the batch."""

@@ -7,7 +7,9 @@
 
 The reset gate multiplies ``h_{t-1}`` *before* the matrix in (7). (PyTorch's
 and cuDNN's GRU apply it after the matrix product; that is a different cell.)
-So a step needs two recurrent GEMMs: one for the gates, one for the candidate.
+So a step needs two recurrent GEMMs: one for the gates, one for the candidate,
+and the gradient of ``W_h`` multiplies two different inputs
+(:meth:`GRU.recurrent_inputs`).
 
 Blocks, in this order (``G = 3``): ``[r, u, c]``, so for ``N`` units
 
@@ -63,15 +65,15 @@ class GRU(Cell):
         dc = dh * (1.0 - u)                                         # (8) d/dc                (B, N)
         dh_prev = dh * u                                            # (8) d/dh_{t-1}, direct  (B, N)
         dz_c = dc * self.s.grad(c)                                  # (7) through s           (B, N)
-        dW_ch = rh.swapaxes(-1, -2) @ dz_c                          # (7) W_ch (r*h)          (N, N)
         drh = dz_c @ W_h[..., 2 * n:].swapaxes(-1, -2)              # (7) W_ch (r*h)          (B, N)
         dr = drh * h_prev                                           # (7) r*h, d/dr           (B, N)
         dh_prev += drh * r                                          # (7) r*h, d/dh_{t-1}     (B, N)
         dz_u = du * sigmoid_grad(u)                                 # (6) sigma' = u(1-u)     (B, N)
         dz_r = dr * sigmoid_grad(r)                                 # (5) sigma' = r(1-r)     (B, N)
         dz_ru = xp.concatenate([dz_r, dz_u], axis=-1)               # (B, 2N)
-        dW_ruh = h_prev.swapaxes(-1, -2) @ dz_ru                    # (5)(6) W_.h h_{t-1}     (N, 2N)
         dh_prev += dz_ru @ W_h[..., :2 * n].swapaxes(-1, -2)        # (5)(6) W_.h h_{t-1}     (B, N)
         dxw = xp.concatenate([dz_ru, dz_c], axis=-1)                # block order [r, u, c]   (B, 3N)
-        dW_h = xp.concatenate([dW_ruh, dW_ch], axis=-1)             # (N, 3N)
-        return None, dxw, (dh_prev,), {"W_h": dW_h}
+        return None, dxw, (dh_prev,)
+
+    def recurrent_inputs(self, cache):
+        return {(0, 2): cache.h_prev, (2, 3): cache.rh}             # (5)(6) W_.h h_{t-1}; (7) W_ch (r*h)

@@ -75,6 +75,5 @@ class LSTM(Cell):
         dz_f = df * sigmoid_grad(f)                                 # (10) sigma'             (B, N)
         dz_i = di * sigmoid_grad(i)                                 # (9)  sigma'             (B, N)
         dz = xp.concatenate([dz_i, dz_f, dz_c, dz_o], axis=-1)      # block order [i, f, c, o] (B, 4N)
-        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (9)-(13) W_.h h_{t-1}    (N, 4N)
         dh_prev = dz @ p["W_h"].swapaxes(-1, -2)                    # (9)-(13) W_.h h_{t-1}    (B, N)
-        return None, dz, (dh_prev, dc_prev), {"W_h": dW_h}
+        return None, dz, (dh_prev, dc_prev)

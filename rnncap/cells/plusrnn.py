@@ -80,6 +80,5 @@ class PlusRNN(Cell):
         dz_h = dh_in * tanh_grad(h_in)                              # (16) tanh'              (B, N)
         dz_y = dy_in * relu_grad(y_in)                              # (15) relu'              (B, N)
         dz = xp.concatenate([dz_y, dz_h, dz_gy, dz_gh], axis=-1)    # block order [y, h, gy, gh] (B, 4N)
-        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (15)-(18) W_.h h_{t-1}  (N, 4N)
         dh_prev += dz @ p["W_h"].swapaxes(-1, -2)                   # (15)-(18) W_.h h_{t-1}  (B, N)
-        return dx, dz, (dh_prev,), {"W_h": dW_h}
+        return dx, dz, (dh_prev,)

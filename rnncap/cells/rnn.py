@@ -43,9 +43,8 @@ class RNN(Cell):
         h_prev, h = cache
         dh = dy + dh_next                                           # h_t feeds the layer above and step t+1
         dz = dh * self.s.grad(h)                                    # (1) through s      (B, N)
-        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (1) W_h h_{t-1}    (N, N)
         dh_prev = dz @ p["W_h"].swapaxes(-1, -2)                    # (1) W_h h_{t-1}    (B, N)
-        return None, dz, (dh_prev,), {"W_h": dW_h}
+        return None, dz, (dh_prev,)
 
 
 @dataclass(frozen=True)

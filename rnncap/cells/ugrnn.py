@@ -56,6 +56,5 @@ class UGRNN(Cell):
         dz_g = dg * sigmoid_grad(g)                                 # (3) sigma' = g(1-g)    (B, N)
         dz_c = dc * self.s.grad(c)                                  # (2) through s          (B, N)
         dz = xp.concatenate([dz_c, dz_g], axis=-1)                  # block order [c, g]     (B, 2N)
-        dW_h = h_prev.swapaxes(-1, -2) @ dz                         # (2)(3) W_.h h_{t-1}     (N, 2N)
         dh_prev += dz @ p["W_h"].swapaxes(-1, -2)                   # (2)(3) W_.h h_{t-1}     (B, N)
-        return None, dz, (dh_prev,), {"W_h": dW_h}
+        return None, dz, (dh_prev,)
