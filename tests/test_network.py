@@ -261,6 +261,27 @@ def test_passed_in_state_is_honoured_and_learned_state_gets_no_gradient():
     assert all(numpy.abs(d).sum() > 0 for layer in result.dstate0 for d in layer)
 
 
+@settings(max_examples=examples(60), deadline=None)
+@given(classes=st.integers(2, 20), heads=st.sampled_from([1, 2]), scale=st.sampled_from([1.0, 30.0, 300.0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_softmax_losses_match_scipy(classes, heads, scale, seed):
+    """The cross-entropies (the short-class-axis path and the reduction path) against SciPy's logsumexp."""
+    from scipy.special import logsumexp, softmax
+    rng = numpy.random.default_rng(seed)
+    out = scale * rng.normal(size=(3, 4, heads * classes))
+    target = rng.integers(0, classes, size=(3, 4, heads))
+    mask = (rng.random((3, 4)) < 0.7).astype(float)
+    mask[0, 0] = 1.0
+    logits = out.reshape(3, 4, heads, classes)
+    nll = logsumexp(logits, axis=-1) - numpy.take_along_axis(logits, target[..., None], axis=-1)[..., 0]
+    expected = (nll * mask[..., None]).sum() / (mask.sum() * heads)
+    dlogits = (softmax(logits, axis=-1) - numpy.eye(classes)[target]) * mask[..., None, None] / (mask.sum() * heads)
+    loss = MultiSoftmaxCrossEntropy(heads) if heads > 1 else SoftmaxCrossEntropy()
+    value, dout = loss(out, target if heads > 1 else target[..., 0], mask)
+    numpy.testing.assert_allclose(value, expected, rtol=1e-12)
+    numpy.testing.assert_allclose(dout, dlogits.reshape(out.shape), rtol=1e-9, atol=1e-15)
+
+
 def test_losses_known_values():
     out = numpy.zeros((1, 2, 4))                                            # uniform softmax over 4
     value, dout = SoftmaxCrossEntropy()(out, numpy.array([[0, 3]]))

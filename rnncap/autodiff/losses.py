@@ -45,19 +45,32 @@ def _per_position(count):
     return count[..., None, None, None]
 
 
-def log_softmax(z, axis=-1):
-    xp = array_module(z)
-    z = z - z.max(axis=axis, keepdims=True)                                 # stable: largest logit is 0
-    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+def _over_classes(pairwise, reduce, a):
+    """``reduce(a, axis=-1)``, taken slice by slice when the class axis is short.
+
+    NumPy reduces a short last axis slowly (about 10 µs for (256, 2) float32,
+    against 1 µs for one ``maximum`` of its two columns), and the capacity
+    task's softmax has 2 classes. ``pairwise`` is the matching ufunc
+    (``maximum`` for ``max``, ``add`` for ``sum``).
+    """
+    classes = a.shape[-1]
+    if classes > 8:
+        return reduce(a, axis=-1)
+    out = a[..., 0]
+    for c in range(1, classes):
+        out = pairwise(out, a[..., c])
+    return out
 
 
 def _softmax_xent(logits, target, mask):
     """Masked cross-entropy of softmaxes over the last axis, per position; ``logits`` (..., K), ``target`` (...)."""
     xp = array_module(logits)
-    logp = log_softmax(logits)                                              # (..., K)
-    nll = -xp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]     # (...)
+    z = logits - _over_classes(xp.maximum, xp.max, logits)[..., None]      # stable: largest logit is 0  (..., K)
+    e = xp.exp(z)
+    total = _over_classes(xp.add, xp.sum, e)                                # (...)
     onehot = xp.arange(logits.shape[-1]) == target[..., None]               # (..., K)
-    dlogits = (xp.exp(logp) - onehot) * mask[..., None]                     # softmax - onehot  (..., K)
+    nll = xp.log(total) - _over_classes(xp.add, xp.sum, z * onehot)         # -log softmax at the target  (...)
+    dlogits = (e / total[..., None] - onehot) * mask[..., None]             # softmax - onehot  (..., K)
     return nll * mask, dlogits
 
 
