@@ -29,7 +29,7 @@ import numpy
 
 from rnncap.autodiff.bptt import layer_backward, layer_forward
 from rnncap.autodiff.dense import dense_backward, dense_forward, sum_rows
-from rnncap.autodiff.losses import SoftmaxCrossEntropy, counted_steps
+from rnncap.autodiff.losses import SoftmaxCrossEntropy, at_steps, counted_steps
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
 from rnncap.cells import Cell, CellHParams, make_cell
 from rnncap.errors import RnncapError
@@ -188,7 +188,7 @@ class _Tape(NamedTuple):
     layers: list
     top: object               # the top layer's output at the steps read out
     learned_state0: bool
-    steps: object             # the steps read out (indices), or None for all
+    steps: object             # the steps read out (indices or a slice), or None for all
     top_shape: tuple          # the top layer's output at every step: (T, B, N)
 
 
@@ -258,7 +258,7 @@ class Network:
         ``state0`` (one state tuple per layer, arrays (B, N)) replaces the
         learned initial state, e.g. to carry state between the windows of
         truncated BPTT; its gradient comes back as ``Backward.dstate0``.
-        ``steps`` (indices of time steps) reads out only those steps:
+        ``steps`` (indices of time steps, or a slice) reads out only those steps:
         ``out`` is then (len(steps), B, n_out). ``input_steps`` S promises that
         ``x`` is zero after its first S steps (the tasks that present an input and
         then wait, :attr:`rnncap.tasks.base.Task.input_steps`): the first layer's
@@ -280,7 +280,7 @@ class Network:
             h, state, tape = layer_forward(self.cell, self.layer_params(k), h, tuple(state0[k]), zero_after)
             states.append(state)
             tapes.append(tape)
-        top = h if steps is None else self.xp.take(h, self.xp.asarray(steps), axis=-3)
+        top = h if steps is None else at_steps(h, steps, axis=-3)
         out = dense_forward(top, self.params["readout.W"], self.params["readout.b"])  # (T, B, n_out)
         return Forward(out, states, _Tape(x, tapes, top, learned, steps, h.shape))
 
@@ -298,7 +298,7 @@ class Network:
         if tape.steps is not None:                       # read out at some steps only: zero at the others
             dh_read = dh
             dh = xp.zeros(tape.top_shape, dtype=self.dtype)                  # (T, B, N)
-            dh[..., xp.asarray(tape.steps), :, :] = dh_read
+            dh[..., tape.steps if isinstance(tape.steps, slice) else xp.asarray(tape.steps), :, :] = dh_read
         dstate0 = [None] * self.depth
         for k in reversed(range(self.depth)):
             p = self.layer_params(k)
@@ -330,9 +330,8 @@ class Network:
         steps = counted_steps(mask, x.shape[-3])                            # where the loss reads the network
         fwd = self.forward(x, state0, steps, input_steps)
         if steps is not None:
-            on_steps = self.xp.asarray(steps)
-            target = self.xp.take(self.xp.asarray(target), on_steps, axis=len(self.members))
-            mask = self.xp.take(self.xp.asarray(mask), on_steps, axis=-2)
+            target = at_steps(self.xp.asarray(target), steps, axis=len(self.members))
+            mask = at_steps(self.xp.asarray(mask), steps, axis=-2)
         value, dout = loss(fwd.out, target, mask)
         bwd = self.backward(fwd.tape, dout, input_grad=input_grad)
         value = float(value) if not self.members else value              # a population: one loss per member (K,)

@@ -116,7 +116,8 @@ class SquaredError:
 
 
 def counted_steps(mask, T: int):
-    """The time steps at which ``mask`` (T, B) counts anything, as indices; None when it is all of them.
+    """The time steps at which ``mask`` (T, B) counts anything: a slice when they are consecutive, else
+    indices; None when it is all of them.
 
     The capacity and memory tasks read their output at one step of ``T``: the
     network then computes its readout and the loss only there
@@ -129,7 +130,20 @@ def counted_steps(mask, T: int):
     time_axis = mask.ndim - 2
     counts = (mask != 0).any(axis=tuple(a for a in range(mask.ndim) if a != time_axis))     # (T,)
     steps = to_numpy(counts).nonzero()[0]
-    return None if len(steps) in (0, T) else steps
+    if len(steps) in (0, T):
+        return None
+    if steps[-1] - steps[0] == len(steps) - 1:
+        return slice(int(steps[0]), int(steps[-1]) + 1)
+    return steps
+
+
+def at_steps(a, steps, axis: int):
+    """``a`` at the time ``steps`` (:func:`counted_steps`) along ``axis``: a view for a slice, else a copy."""
+    axis %= a.ndim
+    if isinstance(steps, slice):
+        return a[(slice(None),) * axis + (steps,)]
+    xp = array_module(a)
+    return xp.take(a, xp.asarray(steps), axis=axis)
 
 
 def make_loss(name: str, heads: int = 1):
