@@ -107,7 +107,7 @@ def default_store_path() -> Path:
 
 
 def lease_seconds() -> float:
-    """How long a study's lease outlives its driver's last heartbeat: :data:`LEASE_SECONDS`, or $RNNCAP_LEASE_SECONDS."""
+    """How long a lease outlives its driver's last heartbeat: :data:`LEASE_SECONDS`, or $RNNCAP_LEASE_SECONDS."""
     raw = os.environ.get("RNNCAP_LEASE_SECONDS")
     if not raw:
         return LEASE_SECONDS
@@ -204,8 +204,11 @@ def _mark(db: sqlite3.Connection) -> None:
                      f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
 
-def _create(path: Path) -> None:
-    """A new store at ``path``, made aside and linked into place: no process ever sees half of one."""
+def _create(path: Path) -> str:
+    """A new store at ``path``, made aside and linked into place: no process ever sees half of one.
+
+    Returns what :func:`_inspect` finds there after: ``store``, or what another process put there first.
+    """
     aside = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
         db = sqlite3.connect(aside, isolation_level=None)
@@ -215,7 +218,7 @@ def _create(path: Path) -> None:
         finally:
             db.close()
         try:
-            os.link(aside, path)                         # fails, rather than replaces, if another driver got there
+            os.link(aside, path)                         # fails, rather than replaces, if another process got there
         except FileExistsError:
             pass
         except OSError:                                  # a file system without hard links
@@ -226,6 +229,7 @@ def _create(path: Path) -> None:
                           "writable, or give another --store path") from None
     finally:
         aside.unlink(missing_ok=True)
+    return _inspect(path)
 
 
 def _alive(pid: int) -> bool:
@@ -299,7 +303,7 @@ class Store:
                               + ": give --store the path of an existing store (tune, capacity, memory and "
                               "reproduce create one)")
         if found == "missing":
-            _create(self.path)
+            found = _create(self.path)
         try:
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)   # autocommit; explicit BEGIN
             self.db.row_factory = sqlite3.Row

@@ -26,6 +26,7 @@ from rnncap.cli import app
 from rnncap.errors import RnncapError
 from rnncap.store import APPLICATION_ID, SCHEMA_VERSION, Store
 from rnncap.tune.study import run_study, study_spec
+from test_study import count_finished_and_running
 
 runner = CliRunner()
 TINY = {"n_samples": 40, "n_in": 6, "unroll": 3}
@@ -259,25 +260,11 @@ def test_a_finished_study_extended_runs_only_the_new_trials(tmp_path, strategy, 
         assert rows[number]["key"] == row["key"] and rows[number]["finished"] == row["finished"]
 
 
-def _counts(path) -> tuple[int, int]:
-    """(finished, running) trials in the store, read without taking part (0, 0 before it exists)."""
-    if not path.exists():
-        return 0, 0
-    db = sqlite3.connect(path, timeout=10)
-    try:
-        finished, running = db.execute("SELECT SUM(status != 'running'), SUM(status = 'running') FROM trials").fetchone()
-    except sqlite3.OperationalError:                                        # being created
-        return 0, 0
-    finally:
-        db.close()
-    return finished or 0, running or 0
-
-
 def _wait_for(path, process, finished: int, running: int = 1, timeout: float = 120.0) -> None:
     """Poll the store until it has at least ``finished`` finished and ``running`` running trials."""
     deadline = time.time() + timeout
     while time.time() < deadline and process.poll() is None:
-        done, busy = _counts(path)
+        done, busy = count_finished_and_running(path)
         if done >= finished and busy >= running:
             return
         time.sleep(0.01)
@@ -290,25 +277,33 @@ def _spawn(args, **env) -> subprocess.Popen:
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **env})
 
 
+def _kill_then_resume(driver, path, study: str, command: list[str], trials: int) -> int:
+    """``kill -9`` the driver, run the same command again here: ``trials`` trials, each once, none lost.
+
+    Returns how many trials had finished before the kill.
+    """
+    driver.send_signal(signal.SIGKILL)                                     # mid-trial, no clean-up
+    driver.wait()
+    with Store(path) as store:
+        before = {r["number"]: r for r in store.trials(study) if r["status"] != "running"}
+    result = runner.invoke(app, command)                                    # the same command, at once
+    assert result.exit_code == 0, result.output
+    with Store(path) as store:
+        rows = store.trials(study)
+    assert [r["number"] for r in rows] == list(range(trials)) and len({r["key"] for r in rows}) == trials
+    assert all(r["status"] in ("done", "infeasible") for r in rows)
+    for number, row in before.items():                                      # kept as they were: not run again
+        assert rows[number]["key"] == row["key"] and rows[number]["finished"] == row["finished"]
+    return len(before)
+
+
 def test_a_random_study_killed_past_twenty_five_trials_resumes_to_sixty(tmp_path):
     path = tmp_path / "r.sqlite"
     command = tune_command(path, study="r", trials=60, steps=50)
     driver = _spawn(command)
     _wait_for(path, driver, finished=25)
-    driver.send_signal(signal.SIGKILL)                                     # mid-trial, no clean-up
-    driver.wait()
-    with Store(path) as store:
-        before = {r["number"]: r for r in store.trials("r") if r["status"] != "running"}
-    assert 25 <= len(before) < 60
-
-    result = runner.invoke(app, command)                                    # the same command, at once
-    assert result.exit_code == 0, result.output
-    with Store(path) as store:
-        rows = store.trials("r")
-    assert [r["number"] for r in rows] == list(range(60)) and len({r["key"] for r in rows}) == 60
-    assert all(r["status"] in ("done", "infeasible") for r in rows)
-    for number, row in before.items():
-        assert rows[number]["key"] == row["key"] and rows[number]["finished"] == row["finished"]
+    finished_before_the_kill = _kill_then_resume(driver, path, "r", command, 60)
+    assert 25 <= finished_before_the_kill < 60
 
 
 # one driver per study ---------------------------------------------------------------------------------
@@ -329,18 +324,7 @@ def test_two_drivers_at_once_one_is_refused_and_after_kill_nine_the_command_take
     assert f"being run by another driver ({socket.gethostname()}:{holder.pid}," in err[0], err
 
     _wait_for(path, holder, finished=2)                                     # then kill the holder mid-trial
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-    with Store(path) as store:
-        before = {r["number"]: r for r in store.trials("two") if r["status"] != "running"}
-    result = runner.invoke(app, command)                                    # takes over: its process is gone
-    assert result.exit_code == 0, result.output
-    with Store(path) as store:
-        rows = store.trials("two")
-    assert [r["number"] for r in rows] == list(range(6)) and len({r["key"] for r in rows}) == 6
-    assert all(r["status"] in ("done", "infeasible") for r in rows)
-    for number, row in before.items():
-        assert rows[number]["finished"] == row["finished"]
+    assert _kill_then_resume(holder, path, "two", command, 6) >= 2            # taken over: its process is gone
 
 
 def test_a_paused_driver_keeps_its_study_until_its_lease_lapses_and_then_writes_nothing(tmp_path, monkeypatch):
