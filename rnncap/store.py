@@ -37,8 +37,9 @@ read-only commands refuse a path with no store.
 :data:`LEASE_SECONDS` from a thread of its own. A second driver is refused
 while the lease is alive; it takes the study over once the heartbeat is older
 than :data:`LEASE_SECONDS` (``RNNCAP_LEASE_SECONDS`` overrides it), or at once
-when the holder ran on this host and its process is gone (``kill -9``). The
-heartbeat compares clocks across machines, so theirs must roughly agree. Every
+when the holder ran on this host (the same host name) and its process is gone
+(``kill -9``). The heartbeat compares clocks across machines, so theirs must
+roughly agree, and machines sharing a store need distinct host names. Every
 write a driver makes checks, in the same transaction, that it still holds the
 lease, so a driver that lost it (paused for longer than the lease) stops
 without touching what its successor has done.
