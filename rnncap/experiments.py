@@ -311,7 +311,8 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
             summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
                                 device=device, time_limit=left,
                                 population=population or default_population(plan.spec["params"], plan.spec["strategy"]))
-            done.append({"study": plan.name, "trials": summary["trials"], "best": summary["best"]})
+            done.append({"study": plan.name, "trials": summary["trials"], "failed": summary["failed"],
+                         "best": summary["best"]})
             bar.update(k + 1, plan.name)
     return {"experiment": name, "preset": preset, "studies": done, "planned": len(plans),
             "wall_time": time.perf_counter() - started}

@@ -15,25 +15,59 @@ timestamps. Statuses:
 Only the process that drives a study writes to its store; workers return
 results. The database runs in WAL mode, and each finished trial is its own
 transaction, so a driver killed at any moment (even ``kill -9``) loses no
-finished trial; trials it left ``running`` are run again when the study
-resumes, under the same number and hyperparameters, and a finished trial is
-never run twice (``UNIQUE(study, key)``).
+finished trial; trials it left ``running``, and trials that ``failed``, are
+run again when the study resumes, under the same number and hyperparameters,
+and a finished trial is never run twice (``UNIQUE(study, key)``).
+
+**What is a store.** A store carries SQLite's ``application_id``
+:data:`APPLICATION_ID` and its schema version :data:`SCHEMA_VERSION` in
+``user_version``. Before writing anything, :class:`Store` reads the file
+without changing it and refuses (:class:`RnncapError`) what is not a store it
+can use: a file that is not SQLite, a damaged one (``PRAGMA quick_check``),
+the database of another application, or a store of a newer schema. Stores
+made before the marker existed carry none; they are recognised by their
+tables, which must be exactly this module's ``studies`` and ``trials``, and
+are *adopted* (marked, and given the ``leases`` table) by the first command
+that writes to them. A store that does not exist is created (atomically: made
+aside, then linked into place) only by a command that writes studies; the
+read-only commands refuse a path with no store.
+
+**One driver per study.** A driver holds the study's *lease*: a row naming it
+(``host:pid``, since when) with a heartbeat it refreshes every sixth of
+:data:`LEASE_SECONDS` from a thread of its own. A second driver is refused
+while the lease is alive; it takes the study over once the heartbeat is older
+than :data:`LEASE_SECONDS` (``RNNCAP_LEASE_SECONDS`` overrides it), or at once
+when the holder ran on this host (the same host name) and its process is gone
+(``kill -9``). The heartbeat compares clocks across machines, so theirs must
+roughly agree, and machines sharing a store need distinct host names. Every
+write a driver makes checks, in the same transaction, that it still holds the
+lease, so a driver that lost it (paused for longer than the lease) stops
+without touching what its successor has done.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
+import socket
 import sqlite3
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rnncap.errors import RnncapError
 
 DEFAULT_STORE = "rnncap-studies.sqlite"
 STATUSES = ("running", "done", "infeasible", "failed")
+APPLICATION_ID = 0x524E4E43               # "RNNC": SQLite's application_id of an rnncap store
+SCHEMA_VERSION = 1                        # PRAGMA user_version; stores from before the marker have none (0)
+LEASE_SECONDS = 30.0                      # a driver silent this long has lost its study
+MODES = ("create", "write", "read")
 
-_SCHEMA = """
+_TRIAL_TABLES = """
 CREATE TABLE IF NOT EXISTS studies (
     name     TEXT PRIMARY KEY,
     spec     TEXT NOT NULL,
@@ -56,26 +90,230 @@ CREATE TABLE IF NOT EXISTS trials (
     UNIQUE (study, key)
 );
 """
+_LEASE_TABLE = """
+CREATE TABLE IF NOT EXISTS leases (
+    study      TEXT PRIMARY KEY,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    token      TEXT NOT NULL,
+    since      REAL NOT NULL,
+    heartbeat  REAL NOT NULL
+);
+"""
+_HOST = socket.gethostname()
 
 
 def default_store_path() -> Path:
     return Path(os.environ.get("RNNCAP_STORE") or DEFAULT_STORE)
 
 
-class Store:
-    """``Store(path)``: open (and create) the study database at ``path``."""
+def lease_seconds() -> float:
+    """How long a lease outlives its driver's last heartbeat: :data:`LEASE_SECONDS`, or $RNNCAP_LEASE_SECONDS."""
+    raw = os.environ.get("RNNCAP_LEASE_SECONDS")
+    if not raw:
+        return LEASE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise RnncapError(f"RNNCAP_LEASE_SECONDS must be a number of seconds > 0, got {raw!r}: "
+                          f"set it to one, or unset it for the default {LEASE_SECONDS:g}")
+    return seconds
 
-    def __init__(self, path=None):
+
+def _tables(db: sqlite3.Connection) -> dict[str, list[str]]:
+    """The database's tables and their columns, in order (SQLite's own tables left out)."""
+    names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    return {name: [c[0] for c in db.execute("SELECT name FROM pragma_table_info(?)", (name,))] for name in names}
+
+
+def _tables_of(schema: str) -> dict[str, list[str]]:
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(schema)
+        return _tables(db)
+    finally:
+        db.close()
+
+
+_UNMARKED_TABLES = _tables_of(_TRIAL_TABLES)                  # a store made before the marker
+_STORE_TABLES = _tables_of(_TRIAL_TABLES + _LEASE_TABLE)
+
+
+def _inspect(path: Path) -> str:
+    """What ``path`` holds: ``missing``, ``empty``, ``unmarked`` (a store from before the marker) or ``store``.
+
+    Refuses anything else. Reads only: the header by hand, then SQLite
+    read-only (``immutable`` when no ``-wal`` file says a writer may be at work,
+    so that not even SQLite's side files appear beside a foreign database).
+    """
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except FileNotFoundError:
+        return "missing"
+    except IsADirectoryError:
+        raise RnncapError(f"the study store {path} is a folder: give --store the path of a file") from None
+    except OSError as err:
+        raise RnncapError(f"cannot read the study store {path} ({err.strerror}): give another --store path") from None
+    if not header:
+        return "empty"
+    if not header.startswith(b"SQLite format 3\x00"):
+        raise RnncapError(f"{path} is not an rnncap study store (nor any SQLite database); rnncap leaves it as it "
+                          "is: give --store another path")
+    writer_may_be_at_work = Path(f"{path}-wal").exists()
+    uri = path.resolve().as_uri() + ("?mode=ro" if writer_may_be_at_work else "?immutable=1")
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30.0)
+        try:
+            application_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if application_id == APPLICATION_ID and version > SCHEMA_VERSION:
+                raise RnncapError(f"the study store {path} was written by a newer rnncap (store version {version}; "
+                                  f"this one reads up to {SCHEMA_VERSION}): upgrade rnncap, or give --store another "
+                                  "path")
+            if application_id not in (0, APPLICATION_ID):
+                raise RnncapError(f"{path} is not an rnncap study store: it is the database of another application "
+                                  f"(SQLite application_id {application_id:#x}); rnncap leaves it as it is: give "
+                                  "--store another path")
+            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+            tables = _tables(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        problems = [str(err)]
+    if problems != ["ok"]:
+        raise RnncapError(f"the study store {path} is damaged ({problems[0]}); rnncap leaves it as it is: restore "
+                          "it from a copy, or give --store another path")
+    if application_id == APPLICATION_ID and tables == _STORE_TABLES:
+        return "store"
+    if application_id == 0 and version == 0 and tables in ({}, _UNMARKED_TABLES):
+        return "unmarked" if tables else "empty"
+    if application_id == APPLICATION_ID:
+        raise RnncapError(f"the study store {path} is damaged (its tables are {', '.join(tables) or 'missing'}); "
+                          "rnncap leaves it as it is: restore it from a copy, or give --store another path")
+    raise RnncapError(f"{path} is not an rnncap study store: it is an SQLite database with other tables "
+                      f"({', '.join(tables) or 'none'}, user_version {version}); rnncap leaves it as it is: give "
+                      "--store another path")
+
+
+def _mark(db: sqlite3.Connection) -> None:
+    """Make ``db`` a store: its tables (those missing), the application id and the schema version; one transaction."""
+    db.executescript(f"BEGIN IMMEDIATE; {_TRIAL_TABLES} {_LEASE_TABLE} PRAGMA application_id = {APPLICATION_ID}; "
+                     f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+def _create(path: Path) -> str:
+    """A new store at ``path``, made aside and linked into place: no process ever sees half of one.
+
+    Returns what :func:`_inspect` finds there after: ``store``, or what another process put there first.
+    """
+    aside = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        db = sqlite3.connect(aside, isolation_level=None)
+        try:
+            _mark(db)                                    # in the file itself, not the WAL: the header says "store"
+            db.execute("PRAGMA journal_mode=WAL")
+        finally:
+            db.close()
+        try:
+            os.link(aside, path)                         # fails, rather than replaces, if another process got there
+        except FileExistsError:
+            pass
+        except OSError:                                  # a file system without hard links
+            if not path.exists():
+                os.replace(aside, path)
+    except (sqlite3.DatabaseError, OSError) as err:
+        raise RnncapError(f"cannot create the study store {path} ({err}): check that its folder exists and is "
+                          "writable, or give another --store path") from None
+    finally:
+        aside.unlink(missing_ok=True)
+    return _inspect(path)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (POSIX; elsewhere assumed alive: its lease must lapse)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                              # another user's process
+        return True
+    return True
+
+
+def _lapsed(lease: sqlite3.Row, now: float, seconds: float) -> bool:
+    """A lease is over when its heartbeat is older than ``seconds``, or its driver's process is gone from this host."""
+    return now - lease["heartbeat"] > seconds or (lease["host"] == _HOST and not _alive(lease["pid"]))
+
+
+def _holder(lease: sqlite3.Row, now: float) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lease["since"]))
+    return f"{lease['host']}:{lease['pid']}, since {since}, last heartbeat {now - lease['heartbeat']:.0f} s ago"
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes one lease every ``interval`` seconds, on a connection of its own, until stopped or taken over."""
+
+    def __init__(self, path: Path, study: str, token: str, interval: float):
+        super().__init__(name=f"rnncap heartbeat {study}", daemon=True)
+        self.path, self.study, self.token, self.interval = path, study, token, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        db = sqlite3.connect(self.path, timeout=self.interval, isolation_level=None)
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    beat = db.execute("UPDATE leases SET heartbeat = ? WHERE study = ? AND token = ?",
+                                      (time.time(), self.study, self.token))
+                except sqlite3.OperationalError:         # the store was busy: the next beat tries again
+                    continue
+                if beat.rowcount == 0:                   # taken over: the driver's next write stops it
+                    return
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+
+
+class Store:
+    """``Store(path, mode)``: open the study store at ``path`` (default :func:`default_store_path`).
+
+    ``mode`` says what the command will do: ``create`` (run studies: a missing
+    store is made, an unmarked one adopted), ``write`` (change studies that
+    exist: the store must exist; an unmarked one is adopted) or ``read`` (the
+    store must exist and is left exactly as it is).
+    """
+
+    def __init__(self, path=None, mode: str = "create"):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.path = Path(path) if path is not None else default_store_path()
+        self.mode = mode
+        self._leases: dict[str, str] = {}                                  # study -> the token of our lease
+        found = _inspect(self.path)
+        if found in ("missing", "empty") and mode != "create":
+            raise RnncapError(f"no study store at {self.path}" + (" (the file is empty)" if found == "empty" else "")
+                              + ": give --store the path of an existing store (tune, capacity, memory and "
+                              "reproduce create one)")
+        if found == "missing":
+            found = _create(self.path)
         try:
             self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)   # autocommit; explicit BEGIN
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            if found == "empty" or (found == "unmarked" and mode != "read"):
+                _mark(self.db)
         except sqlite3.DatabaseError as err:
-            raise RnncapError(f"cannot open the study store {self.path} ({err}): "
-                              "give another --store path or remove the damaged file") from None
+            raise RnncapError(f"cannot open the study store {self.path} ({err}): give another --store path") from None
 
     def close(self) -> None:
         self.db.close()
@@ -86,6 +324,60 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
+    @contextmanager
+    def _transaction(self):
+        """One write transaction around the block: committed at its end, rolled back on an error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def _writing(self, study: str):
+        """A transaction that writes ``study``: refused if this store drove it and has lost its lease since."""
+        with self._transaction():
+            token = self._leases.get(study)
+            if token is not None:
+                lease = self.db.execute("SELECT * FROM leases WHERE study = ?", (study,)).fetchone()
+                if lease is None or lease["token"] != token:
+                    holder = "which has let it go since" if lease is None else _holder(lease, time.time())
+                    raise RnncapError(f"this driver lost study {study!r} to another driver ({holder}): its heartbeat "
+                                      f"stopped for over {lease_seconds():g} s (was the process paused?); it stops "
+                                      "here without writing")
+            yield
+
+    # one driver per study -----------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, study: str):
+        """Hold ``study``'s lease while the block runs, with a heartbeat; refused while another driver holds it."""
+        if self.mode == "read":
+            raise ValueError("a store opened to read cannot drive a study")
+        seconds = lease_seconds()
+        token = secrets.token_hex(8)
+        with self._transaction():
+            now = time.time()
+            held = self.db.execute("SELECT * FROM leases WHERE study = ?", (study,)).fetchone()
+            if held is not None and not _lapsed(held, now, seconds):
+                raise RnncapError(f"study {study!r} is being run by another driver ({_holder(held, now)}): let it "
+                                  f"finish, or stop it; a driver that was killed loses the study {seconds:g} s after "
+                                  "its last heartbeat")
+            self.db.execute("INSERT OR REPLACE INTO leases (study, host, pid, token, since, heartbeat) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (study, _HOST, os.getpid(), token, now, now))
+        self._leases[study] = token
+        heartbeat = _Heartbeat(self.path, study, token, seconds / 6)
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            heartbeat.stop()
+            del self._leases[study]
+            self.db.execute("DELETE FROM leases WHERE study = ? AND token = ?", (study, token))
+
     # studies ------------------------------------------------------------------------------
 
     def create_or_open_study(self, name: str, spec: dict) -> dict:
@@ -93,22 +385,35 @@ class Store:
         row = self.db.execute("SELECT spec FROM studies WHERE name = ?", (name,)).fetchone()
         spec_json = json.dumps(spec, sort_keys=True)
         if row is None:
-            self.db.execute("INSERT INTO studies (name, spec, created) VALUES (?, ?, ?)", (name, spec_json, time.time()))
+            with self._writing(name):
+                self.db.execute("INSERT INTO studies (name, spec, created) VALUES (?, ?, ?)",
+                                (name, spec_json, time.time()))
             return spec
-        stored = json.loads(row["spec"])
+        stored = _decoded(row["spec"])
         if stored != json.loads(spec_json):
             differs = sorted(k for k in set(stored) | set(spec) if stored.get(k) != spec.get(k))
             raise RnncapError(f"study {name!r} exists with other settings ({', '.join(differs)} differ): "
                               "resume it with the same options, or choose another --study name")
         return stored
 
-    def delete_study(self, name: str) -> int:
-        """Remove a study and its trials (one transaction); return how many trials went."""
-        self.study(name)                                                     # a clear error if unknown
-        self.db.execute("BEGIN")
-        removed = self.db.execute("DELETE FROM trials WHERE study = ?", (name,)).rowcount
-        self.db.execute("DELETE FROM studies WHERE name = ?", (name,))
-        self.db.execute("COMMIT")
+    def delete_studies(self, names: list[str]) -> int:
+        """Remove studies and their trials, all or none (one transaction); return how many trials went.
+
+        An unknown name, or a study that a live driver holds, refuses the whole deletion.
+        """
+        removed = 0
+        with self._transaction():
+            now, seconds = time.time(), lease_seconds()
+            for name in names:
+                self.study(name)                                         # a clear error if unknown
+                held = self.db.execute("SELECT * FROM leases WHERE study = ?", (name,)).fetchone()
+                if held is not None and not _lapsed(held, now, seconds):
+                    raise RnncapError(f"study {name!r} is being run by a driver ({_holder(held, now)}): stop it "
+                                      "before deleting the study; nothing was deleted")
+            for name in dict.fromkeys(names):
+                removed += self.db.execute("DELETE FROM trials WHERE study = ?", (name,)).rowcount
+                self.db.execute("DELETE FROM studies WHERE name = ?", (name,))
+                self.db.execute("DELETE FROM leases WHERE study = ?", (name,))
         return removed
 
     def study(self, name: str) -> dict:
@@ -117,7 +422,7 @@ class Store:
             known = [r["name"] for r in self.db.execute("SELECT name FROM studies ORDER BY created")]
             hint = f"; studies here: {', '.join(known)}" if known else "; this store has no studies"
             raise RnncapError(f"no study {name!r} in {self.path}{hint}")
-        return json.loads(row["spec"])
+        return _decoded(row["spec"])
 
     def studies(self) -> list[dict]:
         rows = self.db.execute("""
@@ -129,7 +434,7 @@ class Store:
                    SUM(t.status = 'running') AS running
             FROM studies s LEFT JOIN trials t ON t.study = s.name
             GROUP BY s.name ORDER BY s.created""").fetchall()
-        return [{"name": r["name"], "spec": json.loads(r["spec"]), "created": r["created"],
+        return [{"name": r["name"], "spec": _decoded(r["spec"]), "created": r["created"],
                  "trials": r["trials"], "done": r["done"] or 0, "infeasible": r["infeasible"] or 0,
                  "failed": r["failed"] or 0, "running": r["running"] or 0} for r in rows]
 
@@ -142,26 +447,32 @@ class Store:
     def start_trial(self, study: str, number: int, key: str, trial: dict, hparams: dict) -> None:
         """Record a trial as running (before it is handed to a worker)."""
         try:
-            self.db.execute(
-                "INSERT INTO trials (study, number, key, trial, hparams, status, started) "
-                "VALUES (?, ?, ?, ?, ?, 'running', ?)",
-                (study, number, key, json.dumps(trial, sort_keys=True), json.dumps(hparams, sort_keys=True),
-                 time.time()))
+            with self._writing(study):
+                self.db.execute(
+                    "INSERT INTO trials (study, number, key, trial, hparams, status, started) "
+                    "VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                    (study, number, key, json.dumps(trial, sort_keys=True), json.dumps(hparams, sort_keys=True),
+                     time.time()))
         except sqlite3.IntegrityError:
             raise RnncapError(f"study {study!r} already has trial {key} (number {number})") from None
 
     def restart_trial(self, study: str, number: int) -> None:
-        self.db.execute("UPDATE trials SET started = ? WHERE study = ? AND number = ?", (time.time(), study, number))
+        """Run a trial again (one left running by a dead driver, or one that failed): running, its outcome cleared."""
+        with self._writing(study):
+            self.db.execute("UPDATE trials SET status = 'running', objective = NULL, metrics = NULL, reason = NULL, "
+                            "wall_time = NULL, finished = NULL, started = ? WHERE study = ? AND number = ?",
+                            (time.time(), study, number))
 
     def finish_trial(self, study: str, number: int, status: str, objective: float | None, metrics: dict,
                      reason: str | None, wall_time: float) -> None:
         """Record a trial's outcome: one transaction, committed before this returns."""
         if status not in STATUSES or status == "running":
             raise ValueError(f"a finished trial's status must be done, infeasible or failed, got {status!r}")
-        self.db.execute(
-            "UPDATE trials SET status = ?, objective = ?, metrics = ?, reason = ?, wall_time = ?, finished = ? "
-            "WHERE study = ? AND number = ?",
-            (status, objective, json.dumps(metrics), reason, wall_time, time.time(), study, number))
+        with self._writing(study):
+            self.db.execute(
+                "UPDATE trials SET status = ?, objective = ?, metrics = ?, reason = ?, wall_time = ?, finished = ? "
+                "WHERE study = ? AND number = ?",
+                (status, objective, json.dumps(metrics), reason, wall_time, time.time(), study, number))
 
     def trials(self, study: str, status: str | None = None) -> list[dict]:
         query = "SELECT * FROM trials WHERE study = ?" + (" AND status = ?" if status else "") + " ORDER BY number"
@@ -170,7 +481,16 @@ class Store:
 
 
 def _trial_row(row: sqlite3.Row) -> dict:
-    return {"number": row["number"], "key": row["key"], "trial": json.loads(row["trial"]),
-            "hparams": json.loads(row["hparams"]), "status": row["status"], "objective": row["objective"],
-            "metrics": json.loads(row["metrics"]) if row["metrics"] else {}, "reason": row["reason"],
+    return {"number": row["number"], "key": row["key"], "trial": _decoded(row["trial"]),
+            "hparams": _decoded(row["hparams"]), "status": row["status"], "objective": row["objective"],
+            "metrics": _decoded(row["metrics"]) if row["metrics"] else {}, "reason": row["reason"],
             "wall_time": row["wall_time"], "started": row["started"], "finished": row["finished"]}
+
+
+def _decoded(text: str):
+    """A JSON column's value; a row that is not JSON is damage SQLite's own checks cannot see."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as err:
+        raise RnncapError(f"the study store has a damaged row ({err}): restore the store from a copy, or give "
+                          "--store another path") from None

@@ -59,14 +59,17 @@ def test_a_study_with_other_settings_is_refused(tmp_path):
             summarize(store, "nope")
 
 
-def _count_finished_and_running(path) -> tuple[int, int]:
+def count_finished_and_running(path) -> tuple[int, int]:
+    """(finished, running) trials in the store at ``path``, (0, 0) before it has any; creates nothing."""
+    if not path.exists():
+        return 0, 0
     try:
         db = sqlite3.connect(path, timeout=5)
         finished, running = db.execute("SELECT SUM(status != 'running'), SUM(status = 'running') "
                                        "FROM trials").fetchone()
         db.close()
         return finished or 0, running or 0
-    except sqlite3.OperationalError:                                        # not created yet
+    except sqlite3.OperationalError:                                        # not made yet
         return 0, 0
 
 
@@ -81,7 +84,7 @@ def test_kill_dash_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
     # wait for a finished population and the next one under way: between the two, a driver that has just
     # committed one population has no trial running yet, and a kill then would test nothing
     while time.time() < deadline and process.poll() is None:
-        finished, running = _count_finished_and_running(path)
+        finished, running = count_finished_and_running(path)
         if finished >= 2 and running >= 1:
             break
         time.sleep(0.02)

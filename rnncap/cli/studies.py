@@ -63,7 +63,7 @@ def study_list(store: StorePath = None, json_output: Json = False):
     """Every study in the store, with its trial counts."""
     from rnncap.store import Store
 
-    with Store(store) as db:
+    with Store(store, mode="read") as db:
         studies = db.studies()
     if json_output:
         print_json({"store": str(db.path), "studies": studies})
@@ -83,7 +83,7 @@ def study_show(name: Annotated[str, typer.Argument(help="The study's name.")], s
     from rnncap.store import Store
     from rnncap.tune.study import summarize
 
-    with Store(store) as db:
+    with Store(store, mode="read") as db:
         summary = summarize(db, name)
     _print_study(summary, json_output)
 
@@ -101,7 +101,7 @@ def study_export(name: Annotated[str, typer.Argument(help="The study's name.")],
 
     if fmt not in ("csv", "json"):
         raise RnncapError(f"--format must be csv or json, got {fmt!r}")
-    with Store(store) as db:
+    with Store(store, mode="read") as db:
         spec, rows = db.study(name), db.trials(name)
     if fmt == "json":
         print_json({"study": name, "spec": spec, "trials": rows})
@@ -118,18 +118,28 @@ def study_delete(names: Annotated[list[str], typer.Argument(help="The studies' n
                                                       "whose name starts with it.")] = False,
                  yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
                  store: StorePath = None):
-    """Delete studies and all their trials (to run them again from scratch)."""
+    """Delete studies and all their trials (to run them again from scratch): every one named, or none."""
     from rnncap.store import Store
 
-    with Store(store) as db:
-        known = [s["name"] for s in db.studies()]
-        chosen = [k for k in known if any(k.startswith(n) for n in names)] if prefix else names
-        if not chosen:
-            raise RnncapError(f"no study in {db.path} starts with {', '.join(names)}")
+    if prefix and not all(names):
+        raise RnncapError("--prefix with an empty name would delete every study: give the beginning of the names "
+                          "to delete (`rnncap study list` shows them)")
+    with Store(store, mode="write") as db:
+        if prefix:
+            known = [s["name"] for s in db.studies()]
+            unmatched = [n for n in names if not any(k.startswith(n) for k in known)]
+            if unmatched:
+                raise RnncapError(f"no study in {db.path} starts with {', '.join(map(repr, unmatched))}; nothing "
+                                  "was deleted")
+            chosen = [k for k in known if any(k.startswith(n) for n in names)]
+        else:
+            chosen = list(dict.fromkeys(names))
+            for name in chosen:
+                db.study(name)                                         # every name known, before asking
         if not yes and not typer.confirm(f"delete {len(chosen)} studies ({', '.join(chosen[:3])}"
                                          f"{', ...' if len(chosen) > 3 else ''}) and their trials?"):
             raise typer.Exit(1)
-        removed = sum(db.delete_study(name) for name in chosen)
+        removed = db.delete_studies(chosen)
     typer.echo(f"deleted {len(chosen)} studies and {removed} trials from {db.path}")
 
 
@@ -142,6 +152,9 @@ def _print_study(summary: dict, json_output: bool) -> None:
                f"{spec['params']} parameters | {spec['strategy']} | {summary['trials']} trials finished "
                f"({summary['done']} done, {summary['infeasible']} infeasible, {summary['failed']} failed"
                + (f", {summary['running']} left running" if summary["running"] else "") + ")")
+    if summary["failed"]:
+        typer.echo(f"  {summary['failed']} failed with an error, not the network (`rnncap study export "
+                   f"{summary['study']}` says why): run the same command again to retry them")
     if summary["trials"]:
         typer.echo(f"  infeasible fraction {summary['infeasible_fraction']:.3f} "
                    "(infeasible / (done + infeasible); failed trials count on neither side)")
@@ -195,8 +208,11 @@ def reproduce(
                                           progress=wanted(json_output), time_limit=left, population=population))
             if not json_output:
                 r = results[-1]
-                typer.echo(f"{name} ({preset}): {len(r['studies'])} of {r['planned']} studies finished in "
-                           f"{duration(r['wall_time'])}; store {db.path}")
+                failing = sum(s["failed"] > 0 for s in r["studies"])
+                typer.echo(f"{name} ({preset}): {len(r['studies']) - failing} of {r['planned']} studies finished in "
+                           f"{duration(r['wall_time'])}; store {db.path}"
+                           + (f"; {failing} with failed trials (an error, not the network): run the same command "
+                              "again to retry them" if failing else ""))
         if not json_output and "capacity" in names:
             _print_headline(db, preset)
     if json_output:
@@ -229,7 +245,7 @@ def report(
     from rnncap.report import write_report
     from rnncap.store import Store
 
-    with Store(store) as db:
+    with Store(store, mode="read") as db:
         written = write_report(db, Path(out))
     if json_output:
         print_json(written)

@@ -12,8 +12,9 @@ K trials running in separate processes (or on a Dask cluster, given a
 scheduler address), handing the strategy the hyperparameters still running
 as ``pending`` so that parallel suggestions differ. Every finished trial is
 committed before the next is started; on resumption, trials left ``running``
-by a dead driver are run again first, and the strategy is fed every finished
-trial, so a resumed study continues the same search.
+by a dead driver, and trials that ``failed``, are run again first, and the
+strategy is fed every finished trial, so a resumed study continues the same
+search. A study has one driver at a time: its lease in the store.
 """
 
 from __future__ import annotations
@@ -155,22 +156,44 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     Work goes out in *populations* of up to ``population`` trials, which a
     worker trains together (:func:`rnncap.trial.run_trials`); the strategy
     proposes them one after another, each seeing the earlier ones as pending.
+
+    One driver at a time: the study's lease in the store (:meth:`Store.lease`)
+    is held for the whole run, and a second driver is refused. Trials left
+    ``running`` by a dead driver and trials that ``failed`` (an error, not the
+    network: a bad device, a missing file) are run again first, once per run,
+    under their numbers and hyperparameters; a trial that fails again stays
+    ``failed`` until the next run.
     """
     if trials < 1:
         raise RnncapError(f"--trials must be >= 1, got {trials}")
     if population < 1:
         raise RnncapError(f"--population must be >= 1, got {population}")
     started = time.perf_counter()
+    executor = make_executor(workers, scheduler)                # refuses bad --workers before anything is written
+    try:
+        with store.lease(name):
+            _drive(store, name, spec, trials, executor, workers=workers, device=device, progress=progress,
+                   time_limit=time_limit, population=population, started=started)
+    finally:
+        executor.shutdown(wait=True)
+    summary = summarize(store, name)
+    summary["wall_time"] = time.perf_counter() - started
+    return summary
+
+
+def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, workers: int, device: str | None,
+           progress, time_limit: float | None, population: int, started: float) -> None:
+    """:func:`run_study`'s loop, under the study's lease: keep up to ``workers`` populations running."""
     spec = store.create_or_open_study(name, spec)
     strategy = study_strategy(spec, trials)
     rows = store.trials(name)
     for row in rows:
-        if row["status"] in ("done", "infeasible", "failed"):
+        if row["status"] in ("done", "infeasible"):
             value = None if row["objective"] is None else _signed(row["objective"], spec["direction"])
             strategy.observe(row["hparams"], value, feasible=row["status"] == "done")
-    stale = [row for row in rows if row["status"] == "running"]             # left by a dead driver: run again
-    finished = sum(row["status"] != "running" for row in rows)
-    executor = make_executor(workers, scheduler)
+    redo = [row for row in rows if row["status"] in ("running", "failed")]   # a dead driver's, or failed: again
+    taken = {row["key"] for row in rows}
+    finished = len(rows) - len(redo)
     in_flight: dict[Future, list[tuple[int, dict]]] = {}               # a population: (number, hparams) each
     running = lambda: sum(len(group) for group in in_flight.values())  # noqa: E731
     with ProgressBar(progress, trials, f"{name}") as bar:
@@ -179,7 +202,7 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
             while True:
                 out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
                 while not out_of_time and len(in_flight) < max(1, workers) and finished + running() < trials:
-                    group = _next_population(store, name, spec, strategy, stale, in_flight,
+                    group = _next_population(store, name, spec, strategy, redo, taken, in_flight,
                                              min(population, trials - finished - running()))
                     if not group:                        # the strategy waits for a result, or has finished
                         break
@@ -200,24 +223,20 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
         finally:
             for future in in_flight:                 # on an error or Ctrl-C: start nothing more
                 future.cancel()
-            executor.shutdown(wait=True)
-    summary = summarize(store, name)
-    summary["wall_time"] = time.perf_counter() - started
-    return summary
 
 
-def _next_population(store: Store, name: str, spec: dict, strategy, stale: list, in_flight: dict,
+def _next_population(store: Store, name: str, spec: dict, strategy, redo: list, taken: set, in_flight: dict,
                      size: int) -> list[tuple[int, dict, dict]]:
-    """Up to ``size`` trials to train together: those a dead driver left running first, then new ones."""
+    """Up to ``size`` trials to train together: those to run again first (see :func:`run_study`), then new ones."""
     group = []
     while len(group) < size:
-        if stale:
-            row = stale.pop(0)
+        if redo:
+            row = redo.pop(0)
             store.restart_trial(name, row["number"])
             group.append((row["number"], row["hparams"], row["trial"]))
             continue
         pending = [h for members in in_flight.values() for _, h in members] + [h for _, h, _ in group]
-        suggested = _new_trial(store, name, spec, strategy, pending)
+        suggested = _new_trial(store, name, spec, strategy, pending, taken)
         if suggested is None:
             break
         group.append(suggested)
@@ -233,13 +252,16 @@ def study_strategy(spec: dict, trials: int):
                          **options)
 
 
-def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list) -> tuple[int, dict, dict] | None:
-    """Ask the strategy for a point no trial of the study has used; record it as running.
+def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list,
+               taken: set) -> tuple[int, dict, dict] | None:
+    """Ask the strategy for a point no trial of the study has used (``taken``: their keys); record it as running.
 
     None when the strategy has nothing to suggest (it waits for ``pending``, or its search is over).
+    A resumed strategy starts again from the study's seed, so the points a
+    random stream drew before come first and are passed over: up to one per
+    taken trial, then 20 more, before the strategy is deemed stuck.
     """
-    taken = {row["key"] for row in store.trials(name)}
-    for _ in range(20):
+    for _ in range(len(taken) + 20):
         suggested = strategy.suggest_hparams(1, pending=pending)
         if not suggested:
             return None
@@ -249,6 +271,7 @@ def _new_trial(store: Store, name: str, spec: dict, strategy, pending: list) -> 
         if key not in taken:
             number = store.next_number(name)
             store.start_trial(name, number, key, trial, hparams)
+            taken.add(key)
             return number, hparams, trial
     raise RnncapError(f"the {spec['strategy']} strategy keeps suggesting trials study {name!r} has run")
 
