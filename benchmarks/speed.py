@@ -1,8 +1,12 @@
 """Speed of one training step (forward + backward through time), rnncap against PyTorch.
 
 For each cell and each shape, the median wall time of ``repeats`` calls of
-``net.loss_and_grads`` (softmax cross-entropy at the last step, float32),
-after ``warmup`` calls. PyTorch, where installed, runs the same equations on
+``net.loss_and_grads`` (softmax cross-entropy, float32: at the last step for
+the capacity shape, at every step for the sequence shapes, as those tasks
+train), after ``warmup`` calls. The implementations are timed in turn within
+each repeat (interleaved, the order rotating), and each ratio is the median
+of the per-repeat ratios, so a slow spell of a shared machine hits all of
+them alike. PyTorch, where installed, runs the same equations on
 the same shapes two ways: the same cell written as a loop of tensor
 operations with autograd (``torch-loop``: like for like), and, for the cells
 PyTorch has built in, ``torch.nn.RNN``/``GRU``/``LSTM`` (``torch-nn``: fused
@@ -39,23 +43,27 @@ from rnncap.cells import CELLS  # noqa: E402
 from rnncap.network import Network  # noqa: E402
 
 SHAPES = {
-    "capacity": dict(T=5, B=3000, n_in=32, depth=1, n_h=20, n_out=2),
-    "parens": dict(T=100, B=64, n_in=30, depth=2, n_h=64, n_out=60),
-    "text8": dict(T=50, B=32, n_in=27, depth=1, n_h=256, n_out=27),
+    "capacity": dict(T=5, B=3000, n_in=32, depth=1, n_h=20, n_out=2, every_step=False),
+    "parens": dict(T=100, B=64, n_in=30, depth=2, n_h=64, n_out=60, every_step=True),
+    "text8": dict(T=50, B=32, n_in=27, depth=1, n_h=256, n_out=27, every_step=True),
 }
 
 
-def median_time(fn, repeats: int, warmup: int, sync) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved_times(steps: dict, repeats: int, warmup: int) -> dict:
+    """``{name: [seconds per repeat]}`` for ``steps`` ``{name: (fn, sync)}``, timed in turn each repeat."""
+    for fn, _ in steps.values():
+        for _ in range(warmup):
+            fn()
+    names, times = list(steps), {name: [] for name in steps}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, sync = steps[name]
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def rnncap_step(cell: str, shape: dict, xp):
@@ -65,7 +73,7 @@ def rnncap_step(cell: str, shape: dict, xp):
     x = xp.asarray(rng.normal(size=(shape["T"], shape["B"], shape["n_in"])), dtype=numpy.float32)
     target = xp.asarray(rng.integers(0, shape["n_out"], size=(shape["T"], shape["B"])))
     mask = xp.zeros((shape["T"], shape["B"]), dtype=numpy.float32)
-    mask[-1] = 1.0
+    mask[-1 if not shape["every_step"] else slice(None)] = 1.0
     return lambda: net.loss_and_grads(x, target, mask, input_grad=False)
 
 
@@ -89,7 +97,8 @@ def torch_loop_step(cell: str, shape: dict, device: str):
                        torch.zeros(n_h, **new, requires_grad=True), torch.zeros(n_h, **new, requires_grad=True)])
     W_out = torch.randn(n_h, n_out, **new, requires_grad=True)
     x = torch.randn(T, B, n_in, **new)
-    target = torch.randint(0, n_out, (B,), device=device)
+    read = slice(None) if shape["every_step"] else slice(T - 1, T)
+    target = torch.randint(0, n_out, (len(range(T)[read]) * B,), device=device)
     sig, relu, tanh = torch.sigmoid, torch.relu, torch.tanh
 
     def forward():
@@ -125,7 +134,7 @@ def torch_loop_step(cell: str, shape: dict, device: str):
                     h = gh * h + (1 - gh) * tanh(z[:, n_h:2 * n_h])
                 outs.append(y)
             h_in = torch.stack(outs)
-        return torch.nn.functional.cross_entropy(h_in[-1] @ W_out, target)
+        return torch.nn.functional.cross_entropy((h_in[read] @ W_out).reshape(-1, n_out), target)
 
     def step():
         for p in [proj, W_out] + [q for layer in layers for q in layer]:
@@ -145,13 +154,15 @@ def torch_nn_step(cell: str, shape: dict, device: str):
     rnn = modules[cell](shape["n_in"], shape["n_h"], num_layers=shape["depth"]).to(device)
     readout = torch.nn.Linear(shape["n_h"], shape["n_out"]).to(device)
     x = torch.randn(shape["T"], shape["B"], shape["n_in"], device=device)
-    target = torch.randint(0, shape["n_out"], (shape["B"],), device=device)
+    read = slice(None) if shape["every_step"] else slice(shape["T"] - 1, shape["T"])
+    target = torch.randint(0, shape["n_out"], (len(range(shape["T"])[read]) * shape["B"],), device=device)
 
     def step():
         rnn.zero_grad()
         readout.zero_grad()
         out, _ = rnn(x)
-        torch.nn.functional.cross_entropy(readout(out[-1]), target).backward()
+        logits = readout(out[read]).reshape(-1, shape["n_out"])
+        torch.nn.functional.cross_entropy(logits, target).backward()
     return step
 
 
@@ -179,17 +190,21 @@ def main() -> None:
         shape = SHAPES[shape_name]
         for cell in args.cells.split(","):
             row = {"shape": shape_name, "cell": cell, **shape}
-            row["rnncap_ms"] = 1e3 * median_time(rnncap_step(cell, shape, xp), args.repeats, args.warmup,
-                                                 lambda: synchronize(xp))
+            steps = {"rnncap": (rnncap_step(cell, shape, xp), lambda: synchronize(xp))}
             if torch is not None:
-                row["torch_loop_ms"] = 1e3 * median_time(torch_loop_step(cell, shape, torch_device), args.repeats,
-                                                         args.warmup, torch_sync)
+                steps["torch_loop"] = (torch_loop_step(cell, shape, torch_device), torch_sync)
                 nn_step = torch_nn_step(cell, shape, torch_device)
                 if nn_step is not None:
-                    row["torch_nn_ms"] = 1e3 * median_time(nn_step, args.repeats, args.warmup, torch_sync)
+                    steps["torch_nn"] = (nn_step, torch_sync)
+            times = interleaved_times(steps, args.repeats, args.warmup)
+            for name, ts in times.items():
+                row[f"{name}_ms"] = 1e3 * statistics.median(ts)
+                if name != "rnncap":              # rnncap's time over the other's, repeat by repeat
+                    row[f"ratio_vs_{name}"] = statistics.median(a / b for a, b in zip(times["rnncap"], ts))
             rows.append(row)
             timings = "  ".join(f"{k[:-3]} {v:8.2f} ms" for k, v in row.items() if k.endswith("_ms"))
-            print(f"{shape_name:9s} {cell:8s} {timings}", flush=True)
+            ratios = "  ".join(f"{k[6:]} {v:.2f}x" for k, v in row.items() if k.startswith("ratio_"))
+            print(f"{shape_name:9s} {cell:8s} {timings}  {ratios}", flush=True)
     meta = {"device": args.device, "backend": xp.__name__, "numpy": numpy.__version__, "torch": torch_version,
             "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
             "repeats": args.repeats, "warmup": args.warmup, "statistic": "median wall time of one training step"}
