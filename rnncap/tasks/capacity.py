@@ -29,6 +29,7 @@ import numpy
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
@@ -67,6 +68,10 @@ class CapacityConfig:
             raise RnncapError(f"--unroll must be >= 1 (the label is read at step T), got {self.unroll}")
         if self.batch_size is not None and self.batch_size < 1:
             raise RnncapError(f"batch size must be >= 1, got {self.batch_size}")
+
+    def footprint(self) -> Footprint:
+        return Footprint(steps=self.unroll, batch=self.batch_size or self.n_samples, evaluated=self.n_samples,
+                         held=self.n_samples, n_in=self.n_in, n_out=2)
 
 
 class CapacityTask(FixedDatasetTask):
