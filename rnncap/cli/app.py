@@ -95,8 +95,8 @@ class CheckedTyper(typer.Typer):
         super().__init__(cls=_Group, add_completion=False, pretty_exceptions_enable=False,
                          context_settings={"help_option_names": ["-h", "--help"]}, **settings)
 
-    def command(self, *args, **kwargs):
-        return super().command(*args, cls=kwargs.pop("cls", CheckedCommand), **kwargs)
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or CheckedCommand, **kwargs)
 
 
 app = CheckedTyper(

@@ -19,8 +19,10 @@ error, which app.py also prints as one line.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import re
 from pathlib import Path
 
 import typer
@@ -29,14 +31,21 @@ from rnncap.errors import RnncapError
 
 MAX_WORKERS = 1024                # processes on one machine, or populations in flight on a cluster
 MAX_GRADCHECK_ENTRIES = 5000      # entries mode perturbs each one: about a minute at this size
+SCHEDULER_ADDRESS = re.compile(r"([a-z]+://)?[^\s:/]+:\d+")   # tcp://host:port, or host:port
 
 
 def check_parsed(ctx: typer.Context) -> None:
-    """What holds for every command's parsed options: finite numbers, a usable device."""
+    """What holds for every command's parsed options: finite numbers, a usable device, a scheduler address."""
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise RnncapError(f"{param.opts[0]} must be a finite number, got {value}")
+    scheduler = ctx.params.get("scheduler")
+    if scheduler is not None:
+        if not SCHEDULER_ADDRESS.fullmatch(scheduler):
+            raise RnncapError(f"--scheduler takes a Dask scheduler's address, tcp://host:port; got {scheduler!r}")
+        if importlib.util.find_spec("distributed") is None:
+            raise RnncapError("--scheduler needs Dask: pip install 'rnncap[dask]'")
     if "device" in ctx.params:
         from rnncap.backend import get_xp, resolve_device
 
@@ -146,10 +155,15 @@ def check_run_fits(task: str, task_options: dict, cell: str, depth: int, *, n_h:
 
 
 def check_study_fits(spec: dict, *, population: int, workers: int, scheduler: str | None) -> None:
-    """:func:`check_run_fits` for the largest trial a study may run (the capacity task's largest b)."""
-    from rnncap.tune.space import samples_for
+    """:func:`check_run_fits` for the largest trial a study may run (the capacity task's largest b), once the
+    hyperparameters it holds fixed (``--optimizer``, ``--steps``) are known to make a valid trial."""
+    from rnncap.cells import make_cell
+    from rnncap.trial import split_hparams
+    from rnncap.tune.space import samples_for, split_task_hparams
     from rnncap.tune.study import study_space
 
+    cell_hp, _ = split_hparams(split_task_hparams(spec["fixed"])[0], spec["seed"])   # raises on a bad value
+    make_cell(spec["cell"], cell_hp)
     options = dict(spec["task_options"])
     per_param = spec["fixed"].get("b_per_param")
     if per_param is None:

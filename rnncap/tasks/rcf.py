@@ -63,7 +63,7 @@ class RCFConfig:
             if getattr(self, name) < 1:
                 raise RnncapError(f"rcf task: {name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise RnncapError(f"rcf task: batch size must be >= 1, got {self.batch_size}")
+            raise RnncapError(f"rcf task: batch_size must be >= 1 (or none: all samples), got {self.batch_size}")
 
     def footprint(self) -> Footprint:
         features = 2 * 8 * self.n_samples * self.features            # cos(x W + phase): (b, K) float64, twice
