@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -24,6 +25,10 @@ from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
 FORMAT = 2                 # 2: the optimiser state is one flat vector per kind (m, v), not one array per parameter
+_NUMBER = (int, float)
+ARRAY_NAME = re.compile(r"param\..+|opt\..+|carry\.\d+\.\d+")
+META_TYPES = {"identity": dict, "step": int, "first_loss": _NUMBER + (type(None),), "best": (dict, type(None)),
+              "history": list, "elapsed": _NUMBER, "rng": dict}       # what a readable checkpoint's record holds
 
 
 class Saved(NamedTuple):
@@ -73,6 +78,15 @@ def load(path) -> tuple[dict, Saved]:
         meta = json.loads(str(arrays.pop("meta")))
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
+        for name, kinds in META_TYPES.items():
+            if isinstance(meta[name], bool) or not isinstance(meta[name], kinds):
+                raise TypeError(f"{name} is {meta[name]!r}")
+        if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(v, _NUMBER) for v in h)
+                   for h in meta["history"]):
+            raise TypeError("history is not a list of (step, loss) pairs")
+        strange = sorted(name for name in arrays if not ARRAY_NAME.fullmatch(name))
+        if strange:
+            raise KeyError(f"unknown arrays {', '.join(strange)}")
         saved = Saved(meta["step"], meta["first_loss"], meta["best"], [tuple(h) for h in meta["history"]],
                       meta["elapsed"], meta["rng"], arrays)
     except Exception as err:  # any damage: truncated zip, bad JSON, missing keys
@@ -98,19 +112,30 @@ def load_if_resuming(path, resume: bool, identity: dict) -> Saved | None:
 
 def restore(saved: Saved, params: dict, opt_state: dict, rng) -> None:
     """Copy the saved arrays into the live ones (same shapes), and the generator state."""
+    damaged = "the checkpoint is damaged or not this run's: remove it to start over"
     for prefix, live in (("param.", params), ("opt.", opt_state)):
         for k, v in live.items():
-            stored = saved.arrays[prefix + k]
-            if stored.shape != tuple(v.shape):
-                raise RnncapError(f"checkpoint array {prefix + k} has shape {stored.shape}, expected {v.shape}")
+            stored = saved.arrays.get(prefix + k)
+            if stored is None:
+                raise RnncapError(f"checkpoint array {prefix + k} is missing; {damaged}")
+            if stored.shape != tuple(v.shape) or stored.dtype.kind not in "fiu":
+                raise RnncapError(f"checkpoint array {prefix + k} is {stored.dtype} {stored.shape}, expected "
+                                  f"numbers of shape {tuple(v.shape)}; {damaged}")
             v[...] = array_module(v).asarray(stored)
-    rng.bit_generator.state = saved.rng_state
+    try:
+        rng.bit_generator.state = saved.rng_state
+    except (KeyError, TypeError, ValueError) as err:
+        raise RnncapError(f"checkpoint generator state is unreadable ({type(err).__name__}: {err}); {damaged}") from None
 
 
 def carried_state(saved: Saved, xp) -> list | None:
     layers = sorted({int(k.split(".")[1]) for k in saved.arrays if k.startswith("carry.")})
     if not layers:
         return None
-    return [tuple(xp.asarray(saved.arrays[f"carry.{k}.{i}"])
-                  for i in range(sum(1 for n in saved.arrays if n.startswith(f"carry.{k}."))))
-            for k in layers]
+    try:
+        return [tuple(xp.asarray(saved.arrays[f"carry.{k}.{i}"])
+                      for i in range(sum(1 for n in saved.arrays if n.startswith(f"carry.{k}."))))
+                for k in layers]
+    except KeyError as err:
+        raise RnncapError(f"checkpoint array {err} is missing; the checkpoint is damaged: remove it to start over") \
+            from None

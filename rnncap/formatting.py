@@ -1,4 +1,4 @@
-"""How numbers leave rnncap: strict JSON and durations, one definition each.
+"""How numbers leave rnncap: strict JSON, durations and memory sizes, one definition each.
 
 The CLI's ``--json``, the report's JSON tables and the store's exports all go
 through :func:`plain`, so NaN never reaches a JSON reader as the bare word
@@ -40,3 +40,13 @@ def duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def byte_size(n: float) -> str:
+    """``512 bytes``, ``1.5 GB``: decimal units, three significant digits."""
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        n /= 1000
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"

@@ -119,7 +119,9 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
     def diverged(value: float) -> str | None:
         return diverged_reason(value, first_loss, config.diverge_factor)
 
-    loss, status, reason, last = math.nan, "done", None, None
+    # a run resumed after its last step takes none: its loss is the last one recorded
+    loss = history[-1][1] if history and history[-1][0] == step else math.nan
+    status, reason, last = "done", None, None
     stride = history_stride(config.steps)
     with ProgressBar(progress, config.steps, f"{task.name} {net.cell.name}") as bar:
         while step < config.steps:

@@ -244,9 +244,9 @@ def test_cli_train_infeasible_exits_3():
 
 @pytest.mark.parametrize("args,message", [
     (["capacity", "--cell", "rnn", "--budget", "-5"], "too small"),
-    (["capacity", "--cell", "rnn", "--unroll", "0"], "--unroll must be >= 1"),
+    (["capacity", "--cell", "rnn", "--unroll", "0"], "Invalid value for '--unroll'"),
     (["train", "--cell", "rnn", "--units", "4", "--task", "chess"], "unknown task 'chess'"),
-    (["train", "--cell", "rnn", "--units", "4", "-o", "unroll=0"], "--unroll must be >= 1"),
+    (["train", "--cell", "rnn", "--units", "4", "-o", "unroll=0"], "unroll must be >= 1"),
     (["train", "--cell", "rnn", "--units", "4", "--optimizer", "lbfgs", "--task", "memory"], "L-BFGS needs"),
     (["memory", "--cell", "rnn", "--units", "4,x"], "comma-separated whole numbers"),
 ])

@@ -8,7 +8,7 @@ import typer
 
 from rnncap.cli.app import (EXIT_CHECK_FAILED, Budget, Cell, Depth, Device, Json, Seed, Units, app, print_json,
                             print_table)
-from rnncap.errors import RnncapError
+from rnncap.cli.validate import check_gradcheck_fits
 
 
 @app.command()
@@ -75,11 +75,12 @@ def gradcheck(
     nonlinearity: Annotated[Optional[str], typer.Option(
         "--nonlinearity", "-s", help="tanh or relu (rnn, ugrnn, gru, lstm); default: the cell's own.")] = None,
     seed: Seed = 0,
-    mode: Annotated[str, typer.Option(help="entries (every entry) or directions (random directions).")] = "entries",
-    units: Annotated[int, typer.Option("--units", "-n", help="Units per layer.")] = 3,
-    steps: Annotated[int, typer.Option("--steps", "-T", help="Sequence length.")] = 4,
-    tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
-    population: Annotated[int, typer.Option("--population", "-K", help="Check K networks at once as a "
+    mode: Annotated[str, typer.Option(help="entries (every entry, for small networks) or directions (random "
+                                      "directions).")] = "entries",
+    units: Annotated[int, typer.Option("--units", "-n", min=1, help="Units per layer.")] = 3,
+    steps: Annotated[int, typer.Option("--steps", "-T", min=1, help="Sequence length.")] = 4,
+    tolerance: Annotated[float, typer.Option(min=0, help="Largest relative error that passes.")] = 1e-6,
+    population: Annotated[int, typer.Option("--population", "-K", min=1, help="Check K networks at once as a "
                                             "population: each member as alone, and the stacked gradients "
                                             "against each member's.")] = 1,
     device: Device = None,
@@ -94,8 +95,7 @@ def gradcheck(
     from rnncap.backend import get_xp, resolve_device
     from rnncap.checks import check_network_gradients
 
-    if population < 1:
-        raise RnncapError(f"--population must be >= 1, got {population}")
+    check_gradcheck_fits(cell, depth, units, steps, mode, population)
     xp = get_xp(device)
     report = check_network_gradients(cell, depth, nonlinearity=nonlinearity, seed=seed, mode=mode,
                                       n_h=units, T=steps, xp=xp, population=population)

@@ -8,11 +8,12 @@ import typer
 
 from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, Population, Scheduler, Seed,
                             StorePath, TaskOptions, TimeLimit, Units, Workers, app, choose_population, format_hparams,
-                            parse_options, print_json, print_table)
+                            print_json, print_table)
+from rnncap.cli.validate import check_run_fits, output_file
 from rnncap.errors import RnncapError
 from rnncap.formatting import duration
 
-Trials = Annotated[int, typer.Option("--trials", "-k", help="Training runs in all.")]
+Trials = Annotated[int, typer.Option("--trials", "-k", min=1, help="Training runs in all.")]
 Study = Annotated[Optional[str], typer.Option("--study", help="The study's name in the store. Default: one made "
                                               "from the settings, so the same command resumes it.")]
 
@@ -31,16 +32,17 @@ def train(
     momentum: Annotated[float, typer.Option(help="Momentum (sgd).")] = 0.9,
     clip: Annotated[float, typer.Option(help="Clip the gradients' global norm to this (0: no clipping).")] = 10.0,
     l2: Annotated[float, typer.Option(help="L2 penalty on the weight matrices.")] = 0.0,
-    steps: Annotated[int, typer.Option(help="Training steps (L-BFGS: iterations).")] = 1000,
-    eval_every: Annotated[int, typer.Option(help="Evaluate every N steps (0: at the end only).")] = 0,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps (L-BFGS: iterations).")] = 1000,
+    eval_every: Annotated[int, typer.Option(min=0, help="Evaluate every N steps (0: at the end only).")] = 0,
     nonlinearity: Annotated[Optional[str], typer.Option("--nonlinearity", "-s", help="tanh or relu.")] = None,
     b_fg: Annotated[float, typer.Option(help="Constant added to the keep gate (UGRNN, GRU, LSTM, +RNN).")] = 1.0,
     b_fg_y: Annotated[float, typer.Option(help="+RNN: constant added to the depth gate.")] = 1.0,
     weight_scale: Annotated[float, typer.Option(help="Initial weights ~ N(0, scale^2 / fan_in).")] = 1.0,
     bias_scale: Annotated[float, typer.Option(help="Initial biases ~ N(0, scale^2).")] = 0.0,
     seed: Seed = 0,
-    checkpoint: Annotated[Optional[str], typer.Option(help="Save a checkpoint to this file as training goes.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    checkpoint: Annotated[Optional[str], typer.Option(callback=output_file, help="Save a checkpoint to this file "
+                                                      "as training goes (its folder must exist).")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 100,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in --checkpoint.")] = False,
     time_limit: TimeLimit = None,
     device: Device = None,
@@ -53,13 +55,16 @@ def train(
     from rnncap.cells import canonical_cell_name
     from rnncap.network import units_for
     from rnncap.progress import wanted
-    from rnncap.tasks import make_task
+    from rnncap.tasks import parse_task_options, task_config
     from rnncap.trial import make_trial, run_trial
 
+    if resume and checkpoint is None:
+        raise RnncapError("--resume continues the run saved in --checkpoint: give --checkpoint FILE")
     cell = canonical_cell_name(cell)
-    options = parse_options(option)
-    shape = make_task(task, options)                                         # validates the options
+    options = parse_task_options(task, option)
+    shape = task_config(task, **options).footprint()                         # the task's sizes, nothing built
     n_h = units_for(cell, depth, shape.n_in, shape.n_out, budget=budget, units=units)
+    check_run_fits(task, options, cell, depth, n_h=n_h)
     hparams = {"optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "momentum": momentum,
                "clip": clip or None, "l2": l2, "steps": steps, "eval_every": eval_every,
                "nonlinearity": nonlinearity, "b_fg": b_fg, "b_fg_y": b_fg_y, "weight_scale": weight_scale,
@@ -84,11 +89,11 @@ def capacity(
     cell: Cell,
     depth: Depth = 1,
     budget: Annotated[int, typer.Option("--budget", "-p", help="Maximum number of parameters.")] = 1000,
-    n_in: Annotated[int, typer.Option("--n-in", help="Input bits per sample.")] = 32,
-    unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to label.")] = 5,
+    n_in: Annotated[int, typer.Option("--n-in", min=1, help="Input bits per sample.")] = 32,
+    unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
     trials: Trials = 10,
-    steps: Annotated[int, typer.Option(help="Training steps per run (L-BFGS: iterations).")] = 20000,
-    batch_size: Annotated[int, typer.Option(help="Samples per step (0: all b; L-BFGS always uses all).")] = 256,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations).")] = 20000,
+    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step (0: all b; L-BFGS always uses all).")] = 256,
     optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd or lbfgs.")] = "adam",
     study: Study = None,
     store: StorePath = None,
@@ -111,16 +116,14 @@ def capacity(
     from rnncap.progress import wanted
     from rnncap.store import Store
 
-    if unroll < 1:
-        raise RnncapError(f"--unroll must be >= 1, got {unroll}")
-    if trials < 1 or steps < 1:
-        raise RnncapError("--trials and --steps must be >= 1")
+    check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps, batch_size=batch_size or None,
                          optimizer=optimizer, seed=seed)
+    population = choose_population(population, [spec], json_output, workers=workers, scheduler=scheduler)
     with Store(store) as db:
         result = measure_capacity(db, spec, trials=trials, study=study, workers=workers, scheduler=scheduler,
                                   time_limit=time_limit, device=device, progress=wanted(json_output),
-                                  population=choose_population(population, spec, json_output))
+                                  population=population)
     if json_output:
         print_json(result)
         return
@@ -148,12 +151,12 @@ def capacity(
 def memory(
     cell: Cell,
     depth: Depth = 1,
-    n_in: Annotated[int, typer.Option("--n-in", help="Size of the input to remember.")] = 64,
+    n_in: Annotated[int, typer.Option("--n-in", min=1, help="Size of the input to remember.")] = 64,
     units: Annotated[str, typer.Option("--units", "-n", help="Comma-separated units per layer to try.")] = "",
-    unroll: Annotated[int, typer.Option("--unroll", "-T", help="Steps from input to recall.")] = 5,
-    trials: Annotated[int, typer.Option("--trials", "-k", help="Most training runs per unit count "
+    unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to recall.")] = 5,
+    trials: Annotated[int, typer.Option("--trials", "-k", min=1, help="Most training runs per unit count "
                                         "(it stops early once one is within 0.01 of the reference).")] = 8,
-    steps: Annotated[int, typer.Option(help="Training steps per run.")] = 6000,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps per run.")] = 6000,
     store: StorePath = None,
     workers: Workers = 1,
     population: Population = None,
@@ -173,8 +176,6 @@ def memory(
     from rnncap.progress import wanted
     from rnncap.store import Store
 
-    if n_in < 1 or unroll < 1 or trials < 1 or steps < 1:
-        raise RnncapError("--n-in, --unroll, --trials and --steps must be >= 1")
     try:
         unit_list = [int(u) for u in units.split(",") if u.strip()] if units else \
             sorted({max(1, n_in * k // 4) for k in (1, 2, 3, 4, 6)})
@@ -182,11 +183,13 @@ def memory(
         raise RnncapError(f"--units takes comma-separated whole numbers, got {units!r}") from None
     if not unit_list or any(u < 1 for u in unit_list):
         raise RnncapError(f"--units takes whole numbers >= 1, got {units!r}")
+    check_run_fits("memory", {"n_in": n_in, "unroll": unroll}, cell, depth, units=max(unit_list))  # before any is built
     specs = memory_specs(cell, depth, n_in, unit_list, unroll=unroll, steps=steps, seed=seed)
+    population = choose_population(population, specs, json_output, workers=workers, scheduler=scheduler)
     with Store(store) as db:
         result = measure_memory(db, specs, trials=trials, workers=workers, scheduler=scheduler,
                                 time_limit=time_limit, device=device, progress=wanted(json_output),
-                                population=choose_population(population, specs[-1], json_output))
+                                population=population)
     if json_output:
         print_json(result)
         return

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from rnncap.cli.app import (Budget, Cell, Depth, Device, Json, Population, Scheduler, Seed, StorePath, TaskOptions,
-                            TimeLimit, Units, Workers, app, choose_population, format_hparams, parse_options,
-                            print_json, print_table)
+from rnncap.cli.app import (Budget, Cell, CheckedTyper, Depth, Device, Json, Population, Scheduler, Seed, StorePath,
+                            TaskOptions, TimeLimit, Units, Workers, app, choose_population, format_hparams, print_json,
+                            print_table)
+from rnncap.cli.validate import check_run_fits, check_study_fits, output_folder
 from rnncap.errors import RnncapError
 from rnncap.experiments import EXPERIMENTS, experiments_help
 from rnncap.formatting import duration
@@ -24,8 +25,8 @@ def tune(
     units: Units = None,
     strategy: Annotated[str, typer.Option(help="gp (Gaussian-process Bayesian optimisation), random, or "
                                           "bsearch (the capacity task's search for b).")] = "gp",
-    trials: Annotated[int, typer.Option("--trials", "-k", help="Finished trials to reach.")] = 20,
-    steps: Annotated[int, typer.Option(help="Training steps of every trial.")] = 1000,
+    trials: Annotated[int, typer.Option("--trials", "-k", min=1, help="Finished trials to reach.")] = 20,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps of every trial.")] = 1000,
     option: TaskOptions = [],
     workers: Workers = 1,
     population: Population = None,
@@ -43,18 +44,21 @@ def tune(
     """
     from rnncap.progress import wanted
     from rnncap.store import Store
+    from rnncap.tasks import parse_task_options
     from rnncap.tune.study import run_study, study_spec
 
+    options = parse_task_options(task, option)
+    check_run_fits(task, options, cell, depth, budget=budget, units=units)      # before the task is built
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy,
-                      task_options=parse_options(option), fixed={"steps": steps}, seed=seed)
+                      task_options=options, fixed={"steps": steps}, seed=seed)
+    population = choose_population(population, [spec], json_output, workers=workers, scheduler=scheduler)
     with Store(store) as db:
         summary = run_study(db, study, spec, trials, workers=workers, scheduler=scheduler, device=device,
-                            progress=wanted(json_output), time_limit=time_limit,
-                            population=choose_population(population, spec, json_output))
+                            progress=wanted(json_output), time_limit=time_limit, population=population)
     _print_study(summary, json_output)
 
 
-study_app = typer.Typer(help="List, show, export and delete the studies in a store.", no_args_is_help=True)
+study_app = CheckedTyper(help="List, show, export and delete the studies in a store.", no_args_is_help=True)
 app.add_typer(study_app, name="study")
 
 
@@ -192,13 +196,19 @@ def reproduce(
     """
     import time
 
+    from rnncap.experiments import experiment_plans
     from rnncap.experiments import reproduce as run_experiment
+    from rnncap.population import default_population
     from rnncap.progress import wanted
     from rnncap.store import Store
 
     if experiment != "all" and experiment not in EXPERIMENTS:
         raise RnncapError(f"unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}, or all")
     names = list(EXPERIMENTS) if experiment == "all" else [experiment]
+    for plan in (plan for name in names for plan in experiment_plans(name, preset)):   # a bad preset: refused here
+        check_study_fits(plan.spec, population=population or default_population(plan.spec["params"],
+                                                                                plan.spec["strategy"]),
+                         workers=workers, scheduler=scheduler)
     results = []
     started = time.perf_counter()
     with Store(store) as db:
@@ -235,7 +245,9 @@ def _print_headline(db, preset: str) -> None:
 
 @app.command()
 def report(
-    out: Annotated[str, typer.Option("--out", "-o", help="Folder for the PNG figures and report.md.")] = "report",
+    out: Annotated[str, typer.Option("--out", "-o", callback=output_folder, help="Folder for the PNG figures and "
+                                     "report.md (created if missing; the files rnncap writes there are "
+                                     "replaced).")] = "report",
     store: StorePath = None,
     json_output: Json = False,
 ):

@@ -52,6 +52,7 @@ import numpy
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import Batch, Task
 
 INPUT_VOCAB = "0123456789+-= "    # ids 0-9 digits, 10 '+', 11 '-', 12 '=', 13 ' '
@@ -127,6 +128,10 @@ class ArithConfig:
         for name in ("batch_size", "eval_samples"):
             if getattr(self, name) < 1:
                 raise RnncapError(f"arith task: {name} must be >= 1, got {getattr(self, name)}")
+
+    def footprint(self) -> Footprint:
+        return Footprint(steps=sequence_length(self.digits), batch=self.batch_size, evaluated=self.eval_samples,
+                         held=self.eval_samples, n_in=len(INPUT_VOCAB), n_out=len(OUTPUT_VOCAB))
 
 
 class ArithTask(Task):

@@ -29,6 +29,7 @@ import numpy
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
@@ -60,13 +61,17 @@ class CapacityConfig:
 
     def __post_init__(self):
         if self.n_samples < 1:
-            raise RnncapError(f"the number of samples b must be >= 1, got {self.n_samples}")
+            raise RnncapError(f"capacity task: n_samples (the number of samples b) must be >= 1, got {self.n_samples}")
         if self.n_in < 1:
-            raise RnncapError(f"n_in must be >= 1, got {self.n_in}")
+            raise RnncapError(f"capacity task: n_in must be >= 1, got {self.n_in}")
         if self.unroll < 1:
-            raise RnncapError(f"--unroll must be >= 1 (the label is read at step T), got {self.unroll}")
+            raise RnncapError(f"capacity task: unroll must be >= 1 (the label is read at step T), got {self.unroll}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise RnncapError(f"batch size must be >= 1, got {self.batch_size}")
+            raise RnncapError(f"capacity task: batch_size must be >= 1 (or none: all b samples), got {self.batch_size}")
+
+    def footprint(self) -> Footprint:
+        return Footprint(steps=self.unroll, batch=self.batch_size or self.n_samples, evaluated=self.n_samples,
+                         held=self.n_samples, n_in=self.n_in, n_out=2)
 
 
 class CapacityTask(FixedDatasetTask):

@@ -22,6 +22,7 @@ import numpy
 from rnncap.autodiff.losses import SquaredError
 from rnncap.backend import TRAIN_DTYPE
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import Batch, Task, present_then_read
 
 
@@ -46,6 +47,10 @@ class MemoryConfig:
         for name in ("n_in", "unroll", "batch_size", "eval_samples"):
             if getattr(self, name) < 1:
                 raise RnncapError(f"memory task: {name} must be >= 1, got {getattr(self, name)}")
+
+    def footprint(self) -> Footprint:
+        return Footprint(steps=self.unroll, batch=self.batch_size, evaluated=self.eval_samples,
+                         held=self.eval_samples, n_in=self.n_in, n_out=self.n_in)
 
 
 class MemoryTask(Task):

@@ -49,6 +49,7 @@ import numpy
 from rnncap.autodiff.losses import MultiSoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import Batch, Task
 
 
@@ -84,6 +85,17 @@ class ParensConfig:
         if self.noise < 0:
             raise RnncapError(f"parens task: noise must be >= 0 (the number of noise symbols), got {self.noise}")
 
+    @property
+    def n_symbols(self) -> int:
+        """Input symbols: an opening and a closing bracket of each type, and the noise symbols."""
+        return 2 * self.types + self.noise
+
+    def footprint(self) -> Footprint:
+        one_hot_table = 8 * self.n_symbols ** 2                         # numpy.eye(n_symbols), float64
+        return Footprint(steps=self.length, batch=self.batch_size, evaluated=self.eval_samples,
+                         held=self.eval_samples, n_in=self.n_symbols, n_out=self.types * (self.saturation + 1),
+                         extra_bytes=one_hot_table)
+
 
 class ParensTask(Task):
     name = "parens"
@@ -93,7 +105,7 @@ class ParensTask(Task):
     def __init__(self, config: ParensConfig = ParensConfig(), xp=numpy, dtype=TRAIN_DTYPE):
         super().__init__(xp, dtype)
         self.config = config
-        self.n_symbols = 2 * config.types + config.noise
+        self.n_symbols = config.n_symbols
         self.n_classes = config.saturation + 1
         self.n_in, self.n_out = self.n_symbols, config.types * self.n_classes
         self.loss = MultiSoftmaxCrossEntropy(heads=config.types)

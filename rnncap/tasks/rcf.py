@@ -44,6 +44,7 @@ import numpy
 from rnncap.autodiff.losses import SquaredError
 from rnncap.backend import TRAIN_DTYPE, to_numpy
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
@@ -62,7 +63,12 @@ class RCFConfig:
             if getattr(self, name) < 1:
                 raise RnncapError(f"rcf task: {name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise RnncapError(f"rcf task: batch size must be >= 1, got {self.batch_size}")
+            raise RnncapError(f"rcf task: batch_size must be >= 1 (or none: all samples), got {self.batch_size}")
+
+    def footprint(self) -> Footprint:
+        features = 2 * 8 * self.n_samples * self.features            # cos(x W + phase): (b, K) float64, twice
+        return Footprint(steps=self.unroll, batch=self.batch_size or self.n_samples, evaluated=self.n_samples,
+                         held=self.n_samples, n_in=self.n_in, n_out=self.n_out, extra_bytes=features)
 
 
 class RandomFunction:

@@ -53,6 +53,7 @@ import numpy
 from rnncap.autodiff.losses import SoftmaxCrossEntropy
 from rnncap.backend import TRAIN_DTYPE
 from rnncap.errors import RnncapError
+from rnncap.resources import Footprint
 from rnncap.tasks.base import Batch, Task
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz "   # symbol ids 0-25 letters, 26 space
@@ -150,6 +151,17 @@ class Text8Config:
                 or sum(self.split) > 1 + 1e-9):
             raise RnncapError(f"text8 task: split must be three fractions in (0, 1) for train, validation and "
                               f"test, summing to at most 1; got {self.split}")
+
+    def footprint(self) -> Footprint:
+        """The corpus is held as one byte a character; a missing file is the task's own error, later."""
+        if self.path is None:
+            chars = embedded_corpus().size
+        else:
+            chars = os.path.getsize(self.path) if os.path.isfile(self.path) else 0
+        if self.max_chars is not None:
+            chars = min(chars, self.max_chars)
+        return Footprint(steps=self.window, batch=self.batch_size, evaluated=self.batch_size, held=0,
+                         n_in=N_SYMBOLS, n_out=N_SYMBOLS, extra_bytes=chars)
 
 
 class Text8Task(Task):
