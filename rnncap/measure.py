@@ -63,7 +63,7 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 32, unroll:
 
 def measure_capacity(store, spec: dict, *, trials: int = 10, study: str | None = None, workers: int = 1,
                      scheduler: str | None = None, time_limit: float | None = None, device: str | None = None,
-                     progress=None, population: int = 1) -> dict:
+                     progress=None, population: int = 1, announce=None) -> dict:
     """Bits per parameter at a parameter budget: run the study of ``spec`` (:func:`capacity_spec`).
 
     Returns the study's summary (:func:`rnncap.tune.study.summarize`) with
@@ -73,7 +73,7 @@ def measure_capacity(store, spec: dict, *, trials: int = 10, study: str | None =
     """
     name = study or default_study_name("capacity", spec)
     summary = run_study(store, name, spec, trials, workers=workers, scheduler=scheduler, device=device,
-                        progress=progress, time_limit=time_limit, population=population)
+                        progress=progress, time_limit=time_limit, population=population, announce=announce)
     P = summary["spec"]["params"]
     summary["runs"] = [{"number": r["number"], "b": r["trial"]["task_options"]["n_samples"],
                         "b_per_param": r["hparams"]["b_per_param"], "status": r["status"],
@@ -102,7 +102,7 @@ def memory_specs(cell: str, depth: int, n_in: int, units: list[int], **settings)
 
 def measure_memory(store, specs: list[dict], *, trials: int = 8, workers: int = 1, scheduler: str | None = None,
                    time_limit: float | None = None, device: str | None = None, progress=None,
-                   population: int = 1) -> dict:
+                   population: int = 1, announce=None) -> dict:
     """Reconstruction error against units per layer: run the studies ``specs`` (:func:`memory_specs`).
 
     For each ``n_h``, up to ``trials`` trainings; a trial within
@@ -119,7 +119,7 @@ def measure_memory(store, specs: list[dict], *, trials: int = 8, workers: int = 
         n_h, n_in = spec["n_h"], spec["task_options"]["n_in"]
         name = default_study_name("memory", spec)
         summary = run_study(store, name, spec, trials, workers=workers, scheduler=scheduler, device=device,
-                            progress=progress, time_limit=left, population=population)
+                            progress=progress, time_limit=left, population=population, announce=announce)
         best = summary["best"]
         error = None if best is None else best["objective"]
         reference = reference_error(n_h, n_in)

@@ -169,19 +169,28 @@ def print_table(title: str, columns: list[str], rows: list[list], caption: str |
 
 
 def choose_population(population: int | None, specs: list[dict], json_output: bool, *, workers: int,
-                      scheduler: str | None) -> int:
-    """``--population`` as given, or the default for the last study's network size (said on stderr), once
-    every study is known to fit in memory with it (:func:`rnncap.cli.validate.check_study_fits`)."""
+                      scheduler: str | None):
+    """``(K, announce)``: ``--population`` as given, or the default for the last study's network size, once
+    every study is known to fit in memory with it (:func:`rnncap.cli.validate.check_study_fits`).
+
+    ``announce()`` says a default on stderr, the first time it is called: the
+    driver calls it once the study is open (``run_study(announce=...)``), so
+    that a store or study refused before any work is still one line.
+    """
     from rnncap.population import default_population
 
     spec = specs[-1]
     chosen = population or default_population(spec["params"], spec["strategy"])
     for each in specs:
         check_study_fits(each, population=chosen, workers=workers, scheduler=scheduler)
-    if population is None and not json_output:
-        typer.echo(f"population {chosen} (the default for {spec['params']} parameters; --population to change)",
-                   err=True)
-    return chosen
+    said = [population is not None or json_output]
+
+    def announce() -> None:
+        if not said[0]:
+            said[0] = True
+            typer.echo(f"population {chosen} (the default for {spec['params']} parameters; --population to change)",
+                       err=True)
+    return chosen, announce
 
 
 def format_hparams(hparams: dict, names=None) -> str:

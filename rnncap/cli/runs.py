@@ -119,11 +119,12 @@ def capacity(
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps, batch_size=batch_size or None,
                          optimizer=optimizer, seed=seed)
-    population = choose_population(population, [spec], json_output, workers=workers, scheduler=scheduler)
+    population, announce = choose_population(population, [spec], json_output, workers=workers,
+                                             scheduler=scheduler)
     with Store(store) as db:
         result = measure_capacity(db, spec, trials=trials, study=study, workers=workers, scheduler=scheduler,
                                   time_limit=time_limit, device=device, progress=wanted(json_output),
-                                  population=population)
+                                  population=population, announce=announce)
     if json_output:
         print_json(result)
         return
@@ -185,11 +186,11 @@ def memory(
         raise RnncapError(f"--units takes whole numbers >= 1, got {units!r}")
     check_run_fits("memory", {"n_in": n_in, "unroll": unroll}, cell, depth, units=max(unit_list))  # before any is built
     specs = memory_specs(cell, depth, n_in, unit_list, unroll=unroll, steps=steps, seed=seed)
-    population = choose_population(population, specs, json_output, workers=workers, scheduler=scheduler)
+    population, announce = choose_population(population, specs, json_output, workers=workers, scheduler=scheduler)
     with Store(store) as db:
         result = measure_memory(db, specs, trials=trials, workers=workers, scheduler=scheduler,
                                 time_limit=time_limit, device=device, progress=wanted(json_output),
-                                population=population)
+                                population=population, announce=announce)
     if json_output:
         print_json(result)
         return

@@ -51,10 +51,11 @@ def tune(
     check_run_fits(task, options, cell, depth, budget=budget, units=units)      # before the task is built
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy,
                       task_options=options, fixed={"steps": steps}, seed=seed)
-    population = choose_population(population, [spec], json_output, workers=workers, scheduler=scheduler)
+    population, announce = choose_population(population, [spec], json_output, workers=workers, scheduler=scheduler)
     with Store(store) as db:
         summary = run_study(db, study, spec, trials, workers=workers, scheduler=scheduler, device=device,
-                            progress=wanted(json_output), time_limit=time_limit, population=population)
+                            progress=wanted(json_output), time_limit=time_limit, population=population,
+                            announce=announce)
     _print_study(summary, json_output)
 
 

@@ -150,8 +150,12 @@ def _signed(value: float, direction: str) -> float:
 
 def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int = 1, scheduler: str | None = None,
               device: str | None = None, progress=None, time_limit: float | None = None,
-              population: int = 1) -> dict:
+              population: int = 1, announce=None) -> dict:
     """Run study ``name`` until it has ``trials`` finished trials; return :func:`summarize`'s dict.
+
+    ``announce()``, if given, is called once the study is open and this
+    driver holds it, before any trial runs (the CLI says there which
+    population size it chose, so that a refusal stays one line).
 
     Work goes out in *populations* of up to ``population`` trials, which a
     worker trains together (:func:`rnncap.trial.run_trials`); the strategy
@@ -173,7 +177,7 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     try:
         with store.lease(name):
             _drive(store, name, spec, trials, executor, workers=workers, device=device, progress=progress,
-                   time_limit=time_limit, population=population, started=started)
+                   time_limit=time_limit, population=population, started=started, announce=announce)
     finally:
         executor.shutdown(wait=True)
     summary = summarize(store, name)
@@ -182,9 +186,11 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
 
 
 def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, workers: int, device: str | None,
-           progress, time_limit: float | None, population: int, started: float) -> None:
+           progress, time_limit: float | None, population: int, started: float, announce=None) -> None:
     """:func:`run_study`'s loop, under the study's lease: keep up to ``workers`` populations running."""
     spec = store.create_or_open_study(name, spec)
+    if announce is not None:
+        announce()
     strategy = study_strategy(spec, trials)
     rows = store.trials(name)
     for row in rows:
