@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from rnncap.cells import CELLS, CellHParams
 from rnncap.cli import app
+from rnncap.errors import RnncapError
 from rnncap.network import Network
 from rnncap.population import member, stack, train_population
 from rnncap.store import Store
@@ -171,3 +172,12 @@ def test_gradcheck_of_a_population(cell, depth):
     report = check_network_gradients(cell, depth, population=3)
     assert report["population"] == 3 and report["max_error"] < 1e-6
     assert check_network_gradients(cell, depth)["errors"].keys() == report["errors"].keys()
+
+
+def test_members_with_different_batches_are_refused():
+    """Members that would not stack (another batch size, or one trained full batch) get a clear error."""
+    for sizes in ((64, 32), (64, None)):
+        tasks = [make_task("capacity", {"n_samples": 500, "batch_size": size, "seed": k}) for k, size in enumerate(sizes)]
+        nets = [Network("rnn", 1, 32, 2, 4, rng=k) for k in range(2)]
+        with pytest.raises(RnncapError, match="must share"):
+            train_population(nets, tasks, [TrainConfig(steps=3, seed=k) for k in range(2)])

@@ -19,6 +19,7 @@ from typing import ClassVar, NamedTuple
 import numpy
 
 from rnncap.backend import TRAIN_DTYPE, array_module, to_numpy
+from rnncap.errors import RnncapError
 
 
 class Batch(NamedTuple):
@@ -150,11 +151,17 @@ def population_batches(tasks: list, rngs: list):
     if not sampled:
         def batch(step: int) -> Batch:
             batches = [task.batch(step, rng) for task, rng in zip(tasks, rngs)]
+            if len({tuple(a.shape) for b in batches for a in b[:1]}) > 1:
+                raise RnncapError("a population's members must share the shape of their batches: "
+                                  f"got {sorted({tuple(b.x.shape) for b in batches})}")
             x, target, mask = (xp.stack([b[i] for b in batches]) for i in range(3))   # (K, T, B, ...)
             return Batch(x, target, mask, batches[0].carry)
         return batch
 
     K, size = len(tasks), tasks[0].config.batch_size
+    if any(t.config.batch_size != size for t in tasks):
+        raise RnncapError("a population's members must share the batch size: "
+                          f"got {sorted({t.config.batch_size for t in tasks})}")
     offsets = numpy.cumsum([0] + [t.config.n_samples for t in tasks[:-1]])          # (K,)
     gathers = [SampleGather(xp.concatenate([getattr(t, name) for t in tasks], axis=1))
                for name in ("x", "target", "mask")]                                 # (T, sum of b, ...)
