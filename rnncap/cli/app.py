@@ -75,7 +75,8 @@ StorePath = Annotated[Optional[str], typer.Option("--store", help="The study dat
                                                   "Default: $RNNCAP_STORE, else ./rnncap-studies.sqlite.")]
 Workers = Annotated[int, typer.Option("--workers", "-w", help="Trials run at once, each in its own process.")]
 Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port) to run trials on "
-                                                  "instead of local processes.")]
+                                                  "instead of local processes: one population per worker thread "
+                                                  "at a time (--workers is not used).")]
 Population = Annotated[Optional[int], typer.Option(
     "--population", "-K", help="Trials trained together as one population (same shape, in lockstep; "
     "see rnncap/population.py). Default: about 8000 parameters in all, at most 32, at most 4 for a GP.")]
