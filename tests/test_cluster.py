@@ -105,47 +105,72 @@ def test_reproduce_runs_an_experiment_on_the_cluster(cluster, tmp_path):
     assert len(worker_lines(result.stderr)) >= 2
 
 
-def test_a_worker_killed_while_it_trains_costs_nothing(tmp_path):
-    """SIGKILL the worker running a population, three times in one study: Dask runs it again elsewhere."""
+def study_in_a_thread(store, name: str, trials: int, scheduler: str) -> tuple[threading.Thread, dict]:
+    """Run a study (600-step trials, about a second each) in a thread; its summary, or its error, in the dict."""
     spec = study_spec("capacity", "gru", 1, units=4, strategy="random",
                       task_options={"n_samples": 40, "n_in": 6, "unroll": 3}, fixed={"steps": 600})
     outcome: dict = {}
-    with local_cluster() as killing, distributed.Client(killing.scheduler_address) as client:
-        def drive():
-            try:
-                with Store(tmp_path / "killed.sqlite") as store:
-                    outcome["summary"] = run_study(store, "k", spec, 8, scheduler=killing.scheduler_address)
-            except BaseException as err:                   # reported by the test, not lost in the thread
-                outcome["error"] = err
 
-        driver = threading.Thread(target=drive, daemon=True)
-        driver.start()
-        killed_mid_task = 0
-        while killed_mid_task < 3 and driver.is_alive():
-            busy = {worker: keys for worker, keys in client.processing().items() if keys}
-            if not busy:
-                time.sleep(0.05)
-                continue
-            worker, keys = next(iter(busy.items()))
-            pid = client.run(os.getpid, workers=[worker])[worker]
-            os.kill(pid, signal.SIGKILL)
-            # the scheduler counts a death under each task the worker was running (ts.suspicious); a task that
-            # had just finished has none, and that kill does not count
-            for _ in range(200):
-                if worker not in client.scheduler_info()["workers"]:
-                    break
-                time.sleep(0.05)
-            states = [killing.scheduler.tasks.get(key) for key in keys]
-            killed_mid_task += any(state is not None and state.suspicious > 0 for state in states)
-            client.wait_for_workers(2, timeout=60)         # the nanny starts a fresh worker
-        driver.join(timeout=120)
+    def drive():
+        try:
+            with Store(store) as db:
+                outcome["summary"] = run_study(db, name, spec, trials, scheduler=scheduler)
+        except BaseException as err:                       # reported by the test, not lost in the thread
+            outcome["error"] = err
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    return driver, outcome
+
+
+def kill_busy_workers(cluster, client, driver: threading.Thread, kills: int) -> int:
+    """SIGKILL a worker while it runs a population, ``kills`` times (or until the study ends); how many landed."""
+    landed = 0
+    while landed < kills and driver.is_alive():
+        busy = {worker: keys for worker, keys in client.processing().items() if keys}
+        if not busy:
+            time.sleep(0.05)
+            continue
+        worker, keys = next(iter(busy.items()))
+        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+        # the scheduler counts a death under each task the worker held (ts.suspicious); a task that had just
+        # finished has none, and that kill does not count
+        for _ in range(200):
+            if worker not in client.scheduler_info()["workers"]:
+                break
+            time.sleep(0.05)
+        landed += any(cluster.scheduler.tasks.get(key) is not None and cluster.scheduler.tasks[key].suspicious > 0
+                      for key in keys)
+        client.wait_for_workers(2, timeout=60)             # the nanny starts a fresh worker
+    return landed
+
+
+def killed_study(cluster, client, store, name: str, trials: int, kills: int) -> list[dict]:
+    """Run a study while ``kills`` workers are killed under it; its rows, once it has exactly its trials."""
+    driver, outcome = study_in_a_thread(store, name, trials, cluster.scheduler_address)
+    landed = kill_busy_workers(cluster, client, driver, kills)
+    driver.join(timeout=120)
     assert not driver.is_alive() and "error" not in outcome, outcome.get("error")
-    assert killed_mid_task == 3
-    assert outcome["summary"]["trials"] == 8
-    with Store(tmp_path / "killed.sqlite") as store:
-        rows = store.trials("k")
-    assert len(rows) == 8 and len({r["key"] for r in rows}) == 8              # exactly its count, none twice
-    assert all(r["status"] in ("done", "infeasible") for r in rows), [r["reason"] for r in rows]
+    assert landed == kills and outcome["summary"]["trials"] == trials
+    with Store(store) as db:
+        rows = db.trials(name)
+    assert len(rows) == trials and len({r["key"] for r in rows}) == trials          # its count, none twice
+    assert all(r["status"] != "running" for r in rows)
+    return rows
+
+
+def test_workers_killed_while_they_train(tmp_path):
+    """The rule: a population whose worker dies runs again elsewhere; past Dask's allowed failures, it is failed."""
+    with local_cluster() as killing, distributed.Client(killing.scheduler_address) as client:
+        rows = killed_study(killing, client, tmp_path / "killed.sqlite", "k", trials=8, kills=3)
+        assert all(r["status"] in ("done", "infeasible") for r in rows), [r["reason"] for r in rows]
+
+        # a population that kills every worker it runs on must not go round forever: with no failure allowed,
+        # one death records it failed, and the study still reaches its count
+        killing.scheduler.allowed_failures = 0
+        rows = killed_study(killing, client, tmp_path / "killed.sqlite", "f", trials=4, kills=1)
+        failed = [r for r in rows if r["status"] == "failed"]
+        assert failed and all(r["reason"].startswith("KilledWorker: 1 worker death under it") for r in failed)
 
 
 # Workers that cannot run the study -------------------------------------------------------------------------------
@@ -288,7 +313,25 @@ def _finished_and_running(path) -> tuple[int, int]:
         return 0, 0
 
 
-def test_dask_scheduler_and_workers_the_scheduler_lost_and_back(tmp_path, processes):
+def start_driver(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
+
+
+def wait_until_running(driver: subprocess.Popen, store, finished: int) -> None:
+    """Until the study has ``finished`` trials finished and one running (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and driver.poll() is None:
+        done, running = _finished_and_running(store)
+        if done >= finished and running >= 1:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the driver never had {finished} trials finished and one running: "
+                         f"exit status {driver.poll()}")
+
+
+def test_dask_scheduler_and_workers_as_a_user_starts_them(tmp_path, processes):
+    """A study completes; the driver killed (-9) resumes; the scheduler lost is one line, and a new one resumes."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler = processes.scheduler(port)
@@ -301,18 +344,21 @@ def test_dask_scheduler_and_workers_the_scheduler_lost_and_back(tmp_path, proces
     assert len(trials_by_number(tmp_path / "a.sqlite")) == 6
     assert set(worker_lines(done.stderr).values()) <= set(workers)
 
-    # the scheduler dies while the study runs: the driver stops with one line, exit 2
     store = tmp_path / "b.sqlite"
     command = [sys.executable, "-m", "rnncap", "tune", "--study", "b", "--cell", "gru", "--units", "4",
                "--strategy", "random", "--trials", "8", "--steps", "600", "--population", "1",
                "--store", str(store), "--scheduler", address, *TINY]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": PACKAGE_ROOT})
+    driver = start_driver(command)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and driver.poll() is None and _finished_and_running(store)[0] < 2:
-            time.sleep(0.05)
-        assert driver.poll() is None and _finished_and_running(store)[1] >= 1
+        wait_until_running(driver, store, finished=1)
+        driver.kill()                                                       # kill -9: no clean-up
+        driver.wait(timeout=30)
+        with Store(store) as db:
+            first = {r["number"]: r for r in db.trials("b") if r["status"] != "running"}
+
+        # the same command resumes; then the scheduler dies under it: one line, exit 2
+        driver = start_driver(command)
+        wait_until_running(driver, store, finished=len(first) + 1)
         os.kill(scheduler.pid, signal.SIGKILL)
         stderr = driver.communicate(timeout=60)[1]
     finally:
@@ -326,9 +372,9 @@ def test_dask_scheduler_and_workers_the_scheduler_lost_and_back(tmp_path, proces
     with Store(store) as db:
         before = {r["number"]: r for r in db.trials("b") if r["status"] != "running"}
         left_running = [r["number"] for r in db.trials("b") if r["status"] == "running"]
-    assert left_running and 2 <= len(before) < 8
+    assert left_running and len(first) < len(before) < 8
 
-    # a new scheduler on the same address, new workers, the same command: the study resumes
+    # a new scheduler on the same address, new workers, the same command: the study resumes and completes
     processes.scheduler(port)
     processes.worker(address)
     processes.worker(address)
@@ -338,7 +384,7 @@ def test_dask_scheduler_and_workers_the_scheduler_lost_and_back(tmp_path, proces
     assert resumed.returncode == 0, resumed.stderr
     with Store(store) as db:
         after = db.trials("b")
-    assert len(after) == 8 and len({r["key"] for r in after}) == 8
+    assert len(after) == 8 and len({r["key"] for r in after}) == 8                 # its count, none twice
     assert all(r["status"] in ("done", "infeasible") for r in after)
-    for number, row in before.items():                                      # nothing finished is run again
+    for number, row in {**first, **before}.items():                          # nothing finished is run again
         assert after[number]["finished"] == row["finished"] and after[number]["objective"] == row["objective"]

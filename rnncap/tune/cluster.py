@@ -206,7 +206,10 @@ class DaskExecutor:
             try:
                 address, problem, outcomes = task.result()
             except KilledWorker as err:
-                result = failed_outcomes(count, f"KilledWorker: {err}")
+                deaths, last = err.allowed_failures + 1, getattr(err.last_worker, "address", err.last_worker)
+                result = failed_outcomes(count, f"KilledWorker: {deaths} worker death{'s' * (deaths > 1)} under it, "
+                                                f"the last on {last}, past Dask's distributed.scheduler."
+                                                f"allowed-failures of {err.allowed_failures}; see the workers' logs")
             except Exception as err:
                 error = RnncapError(f"a Dask worker could not run a population of trials ({type(err).__name__}: "
                                     f"{err}): install rnncap {__version__} on every worker")
