@@ -18,7 +18,9 @@ estimate, from measured parts.
 of 1 and of 2 worker processes (one thread each), in turn, ``--repeats``
 times: capacity, GRU, 1000 parameters, the full preset's settings (20000
 steps, evaluated every 1000), random search so that every run trains the
-same trials, populations of 4 (a GP study's size).
+same trials, populations of 4 (a GP study's size). Beside the wall time, the
+CPU seconds the workers spent per trial: equal for 1 and 2 workers means that
+a second worker adds no work, so that on free cores it doubles the rate.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/cluster_scale.py cost --out benchmarks/results/full-preset-cost.json
     python benchmarks/cluster_scale.py scaling --repeats 3 --out benchmarks/results/cluster-scaling.json
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -75,9 +78,13 @@ def shape_of(spec: dict) -> str:
                        spec["fixed"].get("eval_every", 0)], sort_keys=True)
 
 
-def cost(out: Path | None) -> dict:
-    measured: dict[str, tuple[float, float]] = {}          # shape -> (step, evaluation) CPU seconds
+def cost(out: Path | None, measured_file: Path | None = None, cores=(2, 16, 64, 256, 1024)) -> dict:
+    """``measured_file``: the ``measured`` of an earlier run, to compute again without measuring again."""
+    from rnncap.population import default_population
+
+    measured: dict[str, tuple[float, float]] = json.loads(measured_file.read_text()) if measured_file else {}
     experiments = {}
+    wall = dict.fromkeys(cores, 0.0)                        # seconds on that many single-threaded workers
     for name, experiment in EXPERIMENTS.items():
         if experiment.studies_of:                           # reads another experiment's studies
             continue
@@ -93,7 +100,12 @@ def cost(out: Path | None) -> dict:
             step, evaluation = measured[shape]
             steps, every = plan.spec["fixed"]["steps"], plan.spec["fixed"].get("eval_every", 0)
             evaluations = 1 + (steps // every if every and plan.spec["task"] in ("capacity", "rcf") else 0)
-            per_trial.extend([steps * step + evaluations * evaluation] * plan.trials)
+            seconds = steps * step + evaluations * evaluation
+            per_trial.extend([seconds] * plan.trials)
+            # studies run one after another; one of P populations of K trials keeps min(P, C) of C workers busy
+            K = default_population(plan.spec["params"], plan.spec["strategy"])
+            for C in cores:
+                wall[C] += math.ceil(math.ceil(plan.trials / K) / C) * K * seconds
         experiments[name] = {
             "studies": len(plans), "trials": len(per_trial),
             "cpu_hours_per_trial": {"min": min(per_trial) / 3600, "median": statistics.median(per_trial) / 3600,
@@ -102,7 +114,9 @@ def cost(out: Path | None) -> dict:
         }
     result = {"what": "CPU hours of the full presets, from measured step and evaluation times (GRU shapes)",
               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "experiments": experiments,
-              "cpu_hours": sum(e["cpu_hours"] for e in experiments.values())}
+              "cpu_hours": sum(e["cpu_hours"] for e in experiments.values()),
+              "wall_hours_on_workers": {C: seconds / 3600 for C, seconds in wall.items()},
+              "measured": measured}
     if out:
         out.write_text(json.dumps(result, indent=1))
     return result
@@ -119,18 +133,27 @@ def scaling(repeats: int, trials: int, out: Path | None) -> dict:
         for n_workers in (1, 2):
             with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                           host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
+                    distributed.Client(cluster.scheduler_address) as client, \
                     tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "scale.sqlite") as store:
                 load = os.getloadavg()[0]
+                cpu_before = client.run(time.process_time)
                 started = time.perf_counter()
                 summary = run_study(store, "scale", spec, trials, scheduler=cluster.scheduler_address, population=4)
                 wall = time.perf_counter() - started
-            runs[n_workers].append({"wall_s": wall, "trials_per_hour": trials * 3600 / wall, "load_before": load,
-                                    "done": summary["done"], "infeasible": summary["infeasible"]})
-            print(f"repeat {repeat}: {n_workers} worker(s): {wall:.1f} s, {trials * 3600 / wall:.0f} trials/hour "
-                  f"(load {load:.2f})", file=sys.stderr, flush=True)
+                cpu = sum(client.run(time.process_time).values()) - sum(cpu_before.values())   # the workers'
+                load_after = os.getloadavg()[0]
+            runs[n_workers].append({"wall_s": wall, "trials_per_hour": trials * 3600 / wall,
+                                    "worker_cpu_s_per_trial": cpu / trials, "load_before": load,
+                                    "load_after": load_after, "done": summary["done"],
+                                    "infeasible": summary["infeasible"]})
+            print(f"repeat {repeat}: {n_workers} worker(s): {wall:.1f} s, {trials * 3600 / wall:.0f} trials/hour, "
+                  f"{cpu / trials:.1f} worker CPU s per trial (load {load:.2f} -> {load_after:.2f})",
+                  file=sys.stderr, flush=True)
     median = {n: statistics.median(r["trials_per_hour"] for r in rs) for n, rs in runs.items()}
+    cpu = {n: statistics.median(r["worker_cpu_s_per_trial"] for r in rs) for n, rs in runs.items()}
     result = {"study": plan.name, "strategy": "random", "population": 4, "trials": trials, "runs": runs,
-              "median_trials_per_hour": median, "speedup": median[2] / median[1], "cores": os.cpu_count()}
+              "median_trials_per_hour": median, "speedup": median[2] / median[1],
+              "median_worker_cpu_s_per_trial": cpu, "cores": os.cpu_count()}
     if out:
         out.write_text(json.dumps(result, indent=1))
     return result
@@ -142,8 +165,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--measured", type=Path, help="cost: step and evaluation times of an earlier run (its "
+                        "'measured'), to compute again without measuring")
     args = parser.parse_args()
-    result = cost(args.out) if args.what == "cost" else scaling(args.repeats, args.trials, args.out)
+    result = cost(args.out, args.measured) if args.what == "cost" else scaling(args.repeats, args.trials, args.out)
     print(json.dumps(result, indent=1))
 
 
