@@ -309,7 +309,7 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
             if left is not None and left <= 0:
                 break
             summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
-                                device=device, time_limit=left,
+                                device=device, time_limit=left, notes=bar.note,
                                 population=population or default_population(plan.spec["params"], plan.spec["strategy"]))
             done.append({"study": plan.name, "trials": summary["trials"], "failed": summary["failed"],
                          "best": summary["best"]})

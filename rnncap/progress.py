@@ -63,3 +63,10 @@ class ProgressBar:
                 self.last_line = now
                 print(f"{self.description}: {completed}/{self.total} {status} "
                       f"[{duration(now - self.started)}]".replace("  ", " "), file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        """One line of its own: above the bar on a terminal, on stderr in a log, nowhere under ``--json``."""
+        if self.bar:
+            self.bar.console.print(text, highlight=False, markup=False)
+        elif self.mode == "lines":
+            print(text, file=sys.stderr, flush=True)

@@ -115,6 +115,12 @@ def run_trials(trials: list[dict], *, device: str | None = None, progress=None,
     return outcomes
 
 
+def failed_outcomes(count: int, reason: str) -> list[dict]:
+    """The outcomes of ``count`` trials that could not finish (an error, or the workers running them died)."""
+    return [{"status": "failed", "objective": None, "metrics": {}, "reason": reason, "wall_time": None}
+            for _ in range(count)]
+
+
 def _outcome(task, net, result, wall_time: float) -> dict:
     return {
         "status": result.status,

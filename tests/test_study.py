@@ -156,19 +156,3 @@ def test_study_cli_list_show_export(tmp_path):
     assert deleted.exit_code == 0 and "deleted 1 studies and 2 trials" in deleted.stdout
     assert json.loads(runner.invoke(app, ["study", "list", "--store", path, "--json"]).stdout)["studies"] == []
     assert runner.invoke(app, ["study", "delete", "c", "--yes", "--store", path]).exit_code == 2
-
-
-def test_trials_run_on_a_dask_cluster(tmp_path):
-    """--scheduler: the same study on a local Dask cluster (skipped where Dask is not installed)."""
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None)
-    try:
-        with Store(tmp_path / "dask.sqlite") as store:
-            summary = run_study(store, "d", tiny_spec("gp", steps=30), 4, workers=2,
-                                scheduler=cluster.scheduler_address)
-            rows = store.trials("d")
-    finally:
-        cluster.close()
-    assert summary["trials"] == 4 and len({r["key"] for r in rows}) == 4
-    assert all(r["status"] in ("done", "infeasible") for r in rows)

@@ -137,7 +137,8 @@ StorePath = Annotated[Optional[str], typer.Option("--store", callback=store_file
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, max=MAX_WORKERS,
                                       help="Trials run at once, each in its own process.")]
 Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port) to run trials on "
-                                                  "instead of local processes.")]
+                                                  "instead of local processes: one population per worker thread "
+                                                  "at a time (--workers is not used).")]
 Population = Annotated[Optional[int], typer.Option(
     "--population", "-K", min=1, help="Trials trained together as one population (same shape, in lockstep; "
     "see rnncap/population.py). Default: about 8000 parameters in all, at most 32, at most 4 for a GP.")]

@@ -8,9 +8,10 @@ number of training steps). Everything else comes from the search space
 ``b_per_param``, which becomes the task's sample count ``b = b_per_param * P``.
 
 The driver is the only writer of the store. With ``workers = K > 1`` it keeps
-K trials running in separate processes (or on a Dask cluster, given a
-scheduler address), handing the strategy the hyperparameters still running
-as ``pending`` so that parallel suggestions differ. Every finished trial is
+K populations of trials running in separate processes (or, given a scheduler
+address, one per worker thread of a Dask cluster: :mod:`rnncap.tune.cluster`),
+handing the strategy the hyperparameters still running as ``pending`` so that
+parallel suggestions differ. Every finished trial is
 committed before the next is started; on resumption, trials left ``running``
 by a dead driver, and trials that ``failed``, are run again first, and the
 strategy is fed every finished trial, so a resumed study continues the same
@@ -34,7 +35,8 @@ from rnncap.network import count_params, units_for
 from rnncap.progress import ProgressBar
 from rnncap.store import Store
 from rnncap.tasks import make_task
-from rnncap.trial import make_trial, run_trials, trial_key
+from rnncap.trial import failed_outcomes, make_trial, run_trials, trial_key
+from rnncap.tune.cluster import DaskExecutor, finished_line, study_files
 from rnncap.tune.space import quick_search_space, samples_for, search_space, split_task_hparams
 from rnncap.tune.strategies import STRATEGIES, make_strategy
 
@@ -88,8 +90,7 @@ def _run_safely(trials: list[dict], device: str | None) -> list[dict]:
         return run_trials(trials, device=device)
     except Exception as err:  # a bug or a machine fault: record it, do not stop the study
         reason = f"{type(err).__name__}: {err} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}"
-        return [{"status": "failed", "objective": None, "metrics": {}, "reason": reason, "wall_time": None}
-                for _ in trials]
+        return failed_outcomes(len(trials), reason)
 
 
 class _InlineExecutor:
@@ -106,41 +107,40 @@ class _InlineExecutor:
     def shutdown(self, wait: bool = True) -> None:
         pass
 
-
-class _DaskExecutor:
-    """A Dask client's concurrent.futures executor, which also closes the client when shut down."""
-
-    def __init__(self, client):
-        self.client, self.executor = client, client.get_executor()
-
-    def submit(self, fn, *args) -> Future:
-        return self.executor.submit(fn, *args)
-
-    def shutdown(self, wait: bool = True) -> None:
-        self.executor.shutdown(wait=wait)
-        self.client.close()
+    def slots(self) -> int:
+        return 1
 
 
-def make_executor(workers: int, scheduler: str | None = None):
-    """Where trials run: here, in a pool of ``workers`` processes, or on a Dask cluster."""
+class _ProcessPool(ProcessPoolExecutor):
+    """``workers`` processes, started fresh (spawn), each running one population at a time."""
+
+    def __init__(self, workers: int):
+        import multiprocessing
+
+        super().__init__(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.workers = workers
+
+    def slots(self) -> int:
+        return self.workers
+
+
+def make_executor(workers: int, scheduler: str | None = None, files: list[str] = ()):
+    """Where trials run: here, in a pool of ``workers`` processes, or on a Dask cluster.
+
+    Every executor's ``slots()`` says how many populations to keep running at
+    once. On a cluster that is its number of worker threads, and ``workers``
+    is not used; ``files`` are those the trials read, which every worker must
+    have (:mod:`rnncap.tune.cluster`).
+    """
     if scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise RnncapError("--scheduler needs Dask: pip install 'rnncap[dask]'") from None
-        try:
-            return _DaskExecutor(Client(scheduler, timeout=30))
-        except OSError as err:
-            raise RnncapError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+        return DaskExecutor(scheduler, files)
     if workers < 1:
         raise RnncapError(f"--workers must be >= 1, got {workers}")
     if workers == 1:
         return _InlineExecutor()
-    import multiprocessing
-
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")          # one BLAS thread per worker: K workers share K cores
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return _ProcessPool(workers)
 
 
 def _signed(value: float, direction: str) -> float:
@@ -150,7 +150,7 @@ def _signed(value: float, direction: str) -> float:
 
 def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int = 1, scheduler: str | None = None,
               device: str | None = None, progress=None, time_limit: float | None = None,
-              population: int = 1, announce=None) -> dict:
+              population: int = 1, announce=None, notes=None) -> dict:
     """Run study ``name`` until it has ``trials`` finished trials; return :func:`summarize`'s dict.
 
     ``announce()``, if given, is called once the study is open and this
@@ -167,17 +167,21 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
     network: a bad device, a missing file) are run again first, once per run,
     under their numbers and hyperparameters; a trial that fails again stays
     ``failed`` until the next run.
+
+    On a cluster, each finished trial's line (which worker ran it) goes to
+    ``notes`` (a function of one string; default: the study's progress).
     """
     if trials < 1:
         raise RnncapError(f"--trials must be >= 1, got {trials}")
     if population < 1:
         raise RnncapError(f"--population must be >= 1, got {population}")
     started = time.perf_counter()
-    executor = make_executor(workers, scheduler)                # refuses bad --workers before anything is written
+    executor = make_executor(workers, scheduler, study_files(spec))   # before anything is written
     try:
         with store.lease(name):
             _drive(store, name, spec, trials, executor, workers=workers, device=device, progress=progress,
-                   time_limit=time_limit, population=population, started=started, announce=announce)
+                   time_limit=time_limit, population=population, started=started, announce=announce,
+                   notes=notes)
     finally:
         executor.shutdown(wait=True)
     summary = summarize(store, name)
@@ -186,7 +190,8 @@ def run_study(store: Store, name: str, spec: dict, trials: int, *, workers: int 
 
 
 def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, workers: int, device: str | None,
-           progress, time_limit: float | None, population: int, started: float, announce=None) -> None:
+           progress, time_limit: float | None, population: int, started: float, announce=None,
+           notes=None) -> None:
     """:func:`run_study`'s loop, under the study's lease: keep up to ``workers`` populations running."""
     spec = store.create_or_open_study(name, spec)
     if announce is not None:
@@ -207,7 +212,7 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
         try:
             while True:
                 out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
-                while not out_of_time and len(in_flight) < max(1, workers) and finished + running() < trials:
+                while not out_of_time and len(in_flight) < executor.slots() and finished + running() < trials:
                     group = _next_population(store, name, spec, strategy, redo, taken, in_flight,
                                              min(population, trials - finished - running()))
                     if not group:                        # the strategy waits for a result, or has finished
@@ -225,6 +230,8 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
                                  else _signed(outcome["objective"], spec["direction"]))
                         strategy.observe(hparams, value, feasible=outcome["status"] == "done")
                         finished += 1
+                        if "worker" in outcome:                  # on a cluster: say where each trial ran
+                            (notes or bar.note)(finished_line(number, outcome, spec))
                     bar.update(finished, _best_text(store, name, spec))
         finally:
             for future in in_flight:                 # on an error or Ctrl-C: start nothing more
