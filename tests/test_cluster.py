@@ -367,7 +367,7 @@ def test_dask_scheduler_and_workers_as_a_user_starts_them(tmp_path, processes):
             driver.wait()
     assert driver.returncode == 2, stderr
     errors = [line for line in stderr.splitlines() if not line.startswith(("trial ", "b: "))]
-    assert errors == [f"rnncap: error: lost the Dask scheduler at {address}: start it (and its workers) again "
+    assert errors == [f"rnncap tune: error: lost the Dask scheduler at {address}: start it (and its workers) again "
                       "and run the same command; the study resumes, and the trials that were running run again"]
     with Store(store) as db:
         before = {r["number"]: r for r in db.trials("b") if r["status"] != "running"}
