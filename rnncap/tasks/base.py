@@ -151,9 +151,9 @@ def population_batches(tasks: list, rngs: list):
     if not sampled:
         def batch(step: int) -> Batch:
             batches = [task.batch(step, rng) for task, rng in zip(tasks, rngs)]
-            if len({tuple(a.shape) for b in batches for a in b[:1]}) > 1:
-                raise RnncapError("a population's members must share the shape of their batches: "
-                                  f"got {sorted({tuple(b.x.shape) for b in batches})}")
+            shapes = {tuple(b.x.shape) for b in batches}
+            if len(shapes) > 1:
+                raise RnncapError(f"a population's members must share the shape of their batches: got {sorted(shapes)}")
             x, target, mask = (xp.stack([b[i] for b in batches]) for i in range(3))   # (K, T, B, ...)
             return Batch(x, target, mask, batches[0].carry)
         return batch
