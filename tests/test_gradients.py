@@ -15,6 +15,13 @@ directions mode along a random ``v ~ N(0, I)`` over a whole array, which can
 move a pre-activation by more than 1e-3. So a draw where the library's exact
 kink detector fires (a ReLU switched at some evaluation point) is rejected
 too, and no draw that reaches the assertion differences across a kink.
+
+Vanished gradients: an array whose gradient is about 1e-11 of the loss (a
+deep stack of saturated gates at T = 1, say) is below what a difference
+quotient resolves in extended precision; the check reports it
+``unresolved`` and such a draw is rejected like a kink. A GRU draw of this
+kind failed at 4.6e-6 and 1.9e-5 with gradients identical, bit for bit, to
+those of the code before the recurrent-weight change: round-off, not a bug.
 """
 
 from __future__ import annotations
@@ -69,7 +76,7 @@ def _run_check(xp, cell, nonlinearity, case, mode):
                                     [[to_numpy(s) for s in layer] for layer in state0]).relu_preactivations
     assume(relu_inputs.size == 0 or numpy.abs(relu_inputs).min() > KINK_MARGIN)
     result = gradcheck(net, x, target, mask, loss, state0, mode=mode, rng=rng)
-    assume(not result.kinks)
+    assume(not result.kinks and not result.unresolved)
     worst = {name: err for name, err in result.errors.items() if err > TOLERANCE}
     assert not worst, f"relative errors above {TOLERANCE}: {worst}"
     expected = set(net.params) | {"x"} | ({f"state0.layer{k}.{s}" for k in range(depth)

@@ -15,7 +15,7 @@ Two modes, both giving one relative error per array:
   the error of an array is ``‖g - g_fd‖ / max(‖g‖, ‖g_fd‖)``. For tiny shapes.
 - ``directions``: for a few random directions ``v ~ N(0, I)`` per array, the
   directional derivative ``g·v`` against the difference quotient along ``v``
-  (four forward passes per direction, whatever the array's size); the error is
+  (six forward passes per direction, whatever the array's size); the error is
   ``|g·v - fd| / max(‖g‖, |fd|)``. Since ``(g - g_true)·v`` has standard
   deviation ``‖g - g_true‖``, this estimates the same quantity as ``entries``
   mode without touching every entry, so it scales to larger shapes.
@@ -27,9 +27,17 @@ difference
 
 whose truncation error is O(ε^4) rather than the O(ε^2) of the two-point
 form, so the step can be large enough to keep round-off (about
-``eps_mach |f| / ε``) small. The step is ``ε = 1e-4``, and larger for an array
+``eps_mach |f| / ε``) small. It is taken at ε and ε/2 and extrapolated
+(Richardson: ``q(ε/2) + (q(ε/2) - q(ε)) / 15``), which cancels the ε^4 term:
+a loss strongly curved along a direction (a three-layer tanh stack, seen
+drawn) left ``1.9e-6`` of truncation error at ε = 1e-4 without it, and
+``2e-10`` at ε = 1e-5, the signature of truncation, not of a wrong gradient. The step is ``ε = 1e-4``, and larger for an array
 whose gradient is so small next to the loss that round-off would exceed 1e-9
-of it: ``ε = eps_mach |f| / (1e-9 ‖g‖)``, at most 1e-3.
+of it: ``ε = eps_mach |f| / (1e-9 ‖g‖)``, at most 1e-3. An array whose
+gradient is smaller still (about 1e-11 of the loss: vanished through
+saturated gates), so that even that step leaves a round-off above a tenth of
+the tolerance, cannot be checked by differences at all; it is reported in
+``unresolved`` rather than with an error, and callers draw other data.
 
 Arrays checked: every parameter, the input ``x``, and, when an initial state
 is passed in, that state (``state0.layer{k}.h`` and ``.c``).
@@ -61,13 +69,14 @@ REFERENCE_DTYPE = numpy.longdouble
 class GradcheckResult(NamedTuple):
     errors: dict          # array name -> relative error
     kinks: list           # array names whose difference quotient crossed a ReLU kink
+    unresolved: list = [] # array names whose gradient is too small next to the loss for a difference quotient
 
     @property
     def max_error(self) -> float:
         return max(self.errors.values(), default=0.0)
 
     def passed(self, tolerance: float = TOLERANCE) -> bool:
-        return not self.kinks and self.max_error <= tolerance
+        return not self.kinks and not self.unresolved and self.max_error <= tolerance
 
 
 def _relative_error(a, b) -> float:
@@ -117,23 +126,28 @@ def gradcheck(net, x, target, mask=None, loss=None, state0=None, *, mode: str = 
         return value, not numpy.array_equal(_zero_pattern(fwd.tape), base_pattern)
 
     def difference(array, direction, h):
-        """The fourth-order central difference along ``direction``, and whether a ReLU switched."""
+        """The central difference along ``direction`` (fourth order at steps h and h/2, extrapolated), and
+        whether a ReLU switched."""
         original = array.copy()
         values, crossed = {}, False
-        for k in (2, 1, -1, -2):
-            array[...] = original + (k * h) * direction
+        for k in (4, 2, 1, -1, -2, -4):                  # in steps of h/2
+            array[...] = original + (k * h / 2) * direction
             values[k], kink = f()
             crossed |= kink
         array[...] = original
-        quotient = (8 * (values[1] - values[-1]) - (values[2] - values[-2])) / (12 * h)
-        return float(quotient), crossed
+        at_h = (8 * (values[2] - values[-2]) - (values[4] - values[-4])) / (12 * h)
+        at_half = (8 * (values[1] - values[-1]) - (values[2] - values[-2])) / (6 * h)
+        return float(at_half + (at_half - at_h) / 15), crossed     # Richardson: the h^4 terms cancel
 
-    errors, kinks = {}, []
+    errors, kinks, unresolved = {}, [], []
     for name, array in arrays.items():
         g = expected[name].astype(numpy.float64)
         g_norm = float(numpy.linalg.norm(g))
         h = eps if g_norm == 0 else min(max(eps, eps_mach * abs(analytic.loss) / (ROUND_OFF_TARGET * g_norm)),
                                          max(eps, MAX_EPS))
+        if g_norm > 0 and eps_mach * abs(float(analytic.loss)) / (h * g_norm) > TOLERANCE / 10:
+            unresolved.append(name)                      # round-off alone would be near the tolerance
+            continue
         crossed = False
         if mode == "entries":
             fd = numpy.zeros(array.shape)
@@ -155,4 +169,4 @@ def gradcheck(net, x, target, mask=None, loss=None, state0=None, *, mode: str = 
             kinks.append(name)
         else:
             errors[name] = error
-    return GradcheckResult(errors, kinks)
+    return GradcheckResult(errors, kinks, unresolved)
