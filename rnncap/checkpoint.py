@@ -2,12 +2,16 @@
 
 One ``.npz`` file holds the parameters (``param.*``), the optimiser state
 (``opt.*``), the state carried between truncated-BPTT windows (``carry.*``)
-and a JSON record (``meta``): the step, the generator state, the first loss
-(for divergence detection), the best evaluation so far, the loss history, the
-elapsed time, and the run's identity (network, task and training config). A
-checkpoint is written to a temporary file in the same folder, flushed to disk
-and renamed over the old one, so a run killed at any moment leaves either the
-old checkpoint or the new one, never half of one.
+and a JSON record (``meta``): the step, the elapsed time, the run's identity
+(network, task and training config) and one record per *member*: its
+generator state, its first loss (for divergence detection), the best
+evaluation so far and its loss history. A single network is a run of one
+member; a population (:mod:`rnncap.population`) has K, with their arrays
+stacked on a leading axis, and each member's record also says whether it
+is still training (``status``, ``reason``, ``steps``, ``loss``). A
+checkpoint is written to a temporary file in the same folder, flushed to
+disk and renamed over the old one, so a run killed at any moment leaves
+either the old checkpoint or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -24,20 +28,31 @@ import numpy
 from rnncap.backend import array_module, to_numpy
 from rnncap.errors import RnncapError
 
-FORMAT = 2                 # 2: the optimiser state is one flat vector per kind (m, v), not one array per parameter
+FORMAT = 3                 # 3: one record per member (a population); 2 had one network's fields at the top
 _NUMBER = (int, float)
+_OR_NONE = (type(None),)
 ARRAY_NAME = re.compile(r"param\..+|opt\..+|carry\.\d+\.\d+")
-META_TYPES = {"identity": dict, "step": int, "first_loss": _NUMBER + (type(None),), "best": (dict, type(None)),
-              "history": list, "elapsed": _NUMBER, "rng": dict}       # what a readable checkpoint's record holds
+META_TYPES = {"identity": dict, "step": int, "elapsed": _NUMBER, "members": list}   # what a readable record holds
+MEMBER_TYPES = {"first_loss": _NUMBER + _OR_NONE, "best": (dict,) + _OR_NONE, "history": list, "rng": dict}
+MEMBER_OPTIONAL = {"status": str, "reason": (str,) + _OR_NONE, "steps": int, "loss": _NUMBER + _OR_NONE}
+
+
+class Member(NamedTuple):
+    """One member's record: what :func:`save` was given for it, the history as (step, loss) tuples."""
+    first_loss: float | None
+    best: dict | None
+    history: list
+    rng_state: dict
+    status: str = "done"
+    reason: str | None = None
+    steps: int = 0
+    loss: float | None = None
 
 
 class Saved(NamedTuple):
     step: int
-    first_loss: float | None
-    best: dict | None
-    history: list
     elapsed: float
-    rng_state: dict
+    members: list              # of Member, one per network (one for a single network)
     arrays: dict
 
 
@@ -51,16 +66,22 @@ def run_identity(net, task, config) -> dict:
     }
 
 
-def save(path, identity: dict, *, step: int, params: dict, opt_state: dict, rng, first_loss, best, history,
-         carried, elapsed: float) -> None:
+def member_record(rng, first_loss, best, history, **state) -> dict:
+    """What :func:`save` keeps of one member: its generator, first loss, best evaluation, loss history and
+    (for a population's member) ``status``, ``reason``, ``steps`` and ``loss``."""
+    return {"rng": rng.bit_generator.state, "first_loss": first_loss, "best": best, "history": history, **state}
+
+
+def save(path, identity: dict, *, step: int, params: dict, opt_state: dict, members: list[dict], carried,
+         elapsed: float) -> None:
+    """Write a checkpoint atomically; ``members`` holds one :func:`member_record` per network."""
     path = Path(path)
     arrays = {f"param.{k}": to_numpy(v) for k, v in params.items()}
     arrays.update({f"opt.{k}": to_numpy(v) for k, v in opt_state.items()})
     for k, layer in enumerate(carried or []):
         for i, s in enumerate(layer):
             arrays[f"carry.{k}.{i}"] = to_numpy(s)
-    meta = {"format": FORMAT, "identity": identity, "step": step, "first_loss": first_loss, "best": best,
-            "history": history, "elapsed": elapsed, "rng": rng.bit_generator.state}
+    meta = {"format": FORMAT, "identity": identity, "step": step, "elapsed": elapsed, "members": members}
     arrays["meta"] = numpy.array(json.dumps(meta))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -78,21 +99,37 @@ def load(path) -> tuple[dict, Saved]:
         meta = json.loads(str(arrays.pop("meta")))
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
-        for name, kinds in META_TYPES.items():
-            if isinstance(meta[name], bool) or not isinstance(meta[name], kinds):
-                raise TypeError(f"{name} is {meta[name]!r}")
-        if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(v, _NUMBER) for v in h)
-                   for h in meta["history"]):
-            raise TypeError("history is not a list of (step, loss) pairs")
+        _check_types(meta, META_TYPES)
+        members = [_read_member(record) for record in meta["members"]]
+        if not members:
+            raise ValueError("no member records")
         strange = sorted(name for name in arrays if not ARRAY_NAME.fullmatch(name))
         if strange:
             raise KeyError(f"unknown arrays {', '.join(strange)}")
-        saved = Saved(meta["step"], meta["first_loss"], meta["best"], [tuple(h) for h in meta["history"]],
-                      meta["elapsed"], meta["rng"], arrays)
+        saved = Saved(meta["step"], meta["elapsed"], members, arrays)
     except Exception as err:  # any damage: truncated zip, bad JSON, missing keys
         raise RnncapError(f"cannot read checkpoint {path} ({type(err).__name__}: {err}); "
                           "it is damaged or not an rnncap checkpoint: remove it to start over") from None
     return meta["identity"], saved
+
+
+def _check_types(record, types: dict, optional: dict | None = None) -> None:
+    if not isinstance(record, dict):
+        raise TypeError(f"a record is {record!r}")
+    present = {k: v for k, v in (optional or {}).items() if k in record}
+    for name, kinds in [*types.items(), *present.items()]:
+        if isinstance(record[name], bool) or not isinstance(record[name], kinds):
+            raise TypeError(f"{name} is {record[name]!r}")
+
+
+def _read_member(record) -> Member:
+    _check_types(record, MEMBER_TYPES, MEMBER_OPTIONAL)
+    if not all(isinstance(h, list) and len(h) == 2 and all(isinstance(v, _NUMBER) for v in h)
+               for h in record["history"]):
+        raise TypeError("history is not a list of (step, loss) pairs")
+    state = {k: record[k] for k in MEMBER_OPTIONAL if k in record}
+    return Member(record["first_loss"], record["best"], [tuple(h) for h in record["history"]], record["rng"],
+                  **state)
 
 
 def load_if_resuming(path, resume: bool, identity: dict) -> Saved | None:
@@ -110,8 +147,8 @@ def load_if_resuming(path, resume: bool, identity: dict) -> Saved | None:
     return saved
 
 
-def restore(saved: Saved, params: dict, opt_state: dict, rng) -> None:
-    """Copy the saved arrays into the live ones (same shapes), and the generator state."""
+def restore(saved: Saved, params: dict, opt_state: dict, rngs: list) -> None:
+    """Copy the saved arrays into the live ones (same shapes), and each member's generator state."""
     damaged = "the checkpoint is damaged or not this run's: remove it to start over"
     for prefix, live in (("param.", params), ("opt.", opt_state)):
         for k, v in live.items():
@@ -122,8 +159,11 @@ def restore(saved: Saved, params: dict, opt_state: dict, rng) -> None:
                 raise RnncapError(f"checkpoint array {prefix + k} is {stored.dtype} {stored.shape}, expected "
                                   f"numbers of shape {tuple(v.shape)}; {damaged}")
             v[...] = array_module(v).asarray(stored)
+    if len(saved.members) != len(rngs):
+        raise RnncapError(f"the checkpoint holds {len(saved.members)} members, this run {len(rngs)}; {damaged}")
     try:
-        rng.bit_generator.state = saved.rng_state
+        for rng, record in zip(rngs, saved.members):
+            rng.bit_generator.state = record.rng_state
     except (KeyError, TypeError, ValueError) as err:
         raise RnncapError(f"checkpoint generator state is unreadable ({type(err).__name__}: {err}); {damaged}") from None
 

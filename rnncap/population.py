@@ -33,13 +33,14 @@ import time
 
 import numpy
 
+from rnncap import checkpoint as ckpt
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.network import Network
 from rnncap.optim import add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
 from rnncap.progress import ProgressBar
 from rnncap.tasks.base import population_batches
-from rnncap.train import TrainConfig, TrainResult, better_of, diverged_reason, history_stride
+from rnncap.train import TrainConfig, TrainResult, better_of, checkpoint_due, diverged_reason, history_stride
 
 MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
 POPULATION_PARAMS = 8_000                 # the default population holds about this many parameters in all
@@ -92,7 +93,7 @@ def member(pop: Network, k: int) -> Network:
 
 def _shared(configs: list[TrainConfig], tasks) -> TrainConfig:
     first = configs[0]
-    for name in ("optimizer", "steps", "eval_every"):
+    for name in ("optimizer", "steps", "eval_every", "checkpoint_every"):
         if len({getattr(c, name) for c in configs}) > 1:
             raise RnncapError(f"a population's members must share {name}")
     if first.optimizer == "lbfgs":
@@ -102,14 +103,24 @@ def _shared(configs: list[TrainConfig], tasks) -> TrainConfig:
     return first
 
 
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
 def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig], *, progress=None,
-                     time_limit: float | None = None) -> list[TrainResult]:
+                     time_limit: float | None = None, checkpoint_path=None, resume: bool = False,
+                     checkpoint_seconds: float | None = None) -> list[TrainResult]:
     """Train ``nets[k]`` on ``tasks[k]`` with ``configs[k]``, all at once; one :class:`TrainResult` each.
 
     The loop is :func:`rnncap.train.train`'s, member by member: the same
     batches (each member's own generator, seeded by its config), the same
     divergence rule, the same evaluations. The members' parameters are left
     in ``nets`` when it returns.
+
+    Checkpoints work as :func:`rnncap.train.train`'s, for the whole
+    population in one file (every member's arrays, generator, history and
+    status): a run killed at any moment and resumed ends bit for bit as one
+    that was never stopped.
     """
     started = time.perf_counter()
     config = _shared(configs, tasks)
@@ -130,6 +141,27 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     status, reason = ["done"] * K, [None] * K
     best, history = [None] * K, [[] for _ in range(K)]
     stride, carried, last = history_stride(config.steps), None, None
+    step, elapsed_before = 0, 0.0
+    identity = {"population": [ckpt.run_identity(n, t, c) for n, t, c in zip(nets, tasks, configs)]}
+    if checkpoint_path is not None:
+        saved = ckpt.load_if_resuming(checkpoint_path, resume, identity)
+        if saved is not None:
+            step, elapsed_before = saved.step, saved.elapsed
+            ckpt.restore(saved, pop.params, opt_state, rngs)
+            carried = ckpt.carried_state(saved, xp)
+            for k, record in enumerate(saved.members):
+                first_loss[k] = math.nan if record.first_loss is None else record.first_loss
+                reported[k] = math.nan if record.loss is None else record.loss
+                best[k], history[k], status[k], reason[k] = record.best, record.history, record.status, record.reason
+                steps_done[k], active[k] = record.steps, record.status == "done"
+    saved_at = time.perf_counter()
+
+    def save() -> None:
+        members = [ckpt.member_record(rngs[k], _nan_to_none(first_loss[k]), best[k], history[k], status=status[k],
+                                      reason=reason[k], steps=int(steps_done[k]), loss=_nan_to_none(reported[k]))
+                   for k in range(K)]
+        ckpt.save(checkpoint_path, identity, step=step, params=pop.params, opt_state=opt_state, members=members,
+                  carried=carried, elapsed=elapsed_before + time.perf_counter() - started)
 
     def check(value) -> None:
         """Freeze every training member whose loss ``value`` (K,) has diverged (see ``diverged_reason``)."""
@@ -140,8 +172,8 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             if why is not None:
                 active[k], status[k], reason[k] = False, "infeasible", why
 
-    step = 0
     with ProgressBar(progress, config.steps, f"{task0.name} {pop.cell.name} x{K}") as bar:
+        bar.update(step, f"{int(active.sum())} of {K} training")
         while step < config.steps and active.any():
             x, target, mask, carry = next_batch(step)                     # (K, T, B, ...)
             state0 = carried if carry else None
@@ -169,16 +201,21 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             if config.eval_every and step % config.eval_every == 0 and task0.select_best:
                 for k in numpy.flatnonzero(active):
                     best[k] = better_of(tasks[k], best[k], tasks[k].evaluate(member(pop, k)))
+            if checkpoint_path is not None and checkpoint_due(step, config, checkpoint_seconds, saved_at):
+                save()
+                saved_at = time.perf_counter()
             bar.update(step, f"{int(active.sum())} of {K} training")
             if time_limit is not None and time.perf_counter() - started > time_limit:
                 break
 
+    if checkpoint_path is not None:
+        save()                     # before the final evaluation, so a resumed run sees what this one saw
     if last is not None and active.any():
         # the last update is checked too: each member's loss on the last batch, after it
         x, target, mask, state0 = last
         value, _ = task0.loss(pop.forward(x, state0, input_steps=task0.input_steps).out, target, mask)
         check(to_numpy(value).astype(numpy.float64) + to_numpy(l2_penalty(pop.params, l2, K)))
-    wall = time.perf_counter() - started
+    wall = elapsed_before + time.perf_counter() - started
     results = []
     for k in range(K):
         net_k = member(pop, k)

@@ -79,6 +79,14 @@ def history_stride(steps: int) -> int:
     return max(1, steps // 100)
 
 
+def checkpoint_due(step: int, config: TrainConfig, seconds: float | None, saved_at: float) -> bool:
+    """Whether to write a checkpoint after ``step``: every ``config.checkpoint_every`` steps, or, when
+    ``seconds`` is given (the study driver's choice), once that long has passed since ``saved_at``."""
+    if seconds is not None:
+        return time.perf_counter() - saved_at >= seconds
+    return step % config.checkpoint_every == 0
+
+
 def diverged_reason(value: float, first_loss: float, factor: float) -> str | None:
     """Why a run whose loss is ``value`` has diverged, or None: NaN or inf, or ``factor`` times its first loss."""
     if not math.isfinite(value):
@@ -89,7 +97,8 @@ def diverged_reason(value: float, first_loss: float, factor: float) -> str | Non
 
 
 def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=None, resume: bool = False,
-          progress: bool = False, time_limit: float | None = None) -> TrainResult:
+          progress: bool = False, time_limit: float | None = None,
+          checkpoint_seconds: float | None = None) -> TrainResult:
     """Train ``net`` on ``task``; see the module docstring. Parameters are updated in place."""
     if config.optimizer == "lbfgs":
         if checkpoint_path is not None:
@@ -106,14 +115,17 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
     if checkpoint_path is not None:
         saved = ckpt.load_if_resuming(checkpoint_path, resume, identity)
         if saved is not None:
-            step, first_loss, best, history, elapsed_before = (saved.step, saved.first_loss, saved.best,
-                                                               saved.history, saved.elapsed)
-            ckpt.restore(saved, net.params, opt_state, rng)
+            record = saved.members[0]
+            step, elapsed_before = saved.step, saved.elapsed
+            first_loss, best, history = record.first_loss, record.best, record.history
+            ckpt.restore(saved, net.params, opt_state, [rng])
             carried = ckpt.carried_state(saved, net.xp)
 
+    saved_at = time.perf_counter()
+
     def save():
-        ckpt.save(checkpoint_path, identity, step=step, params=net.params, opt_state=opt_state, rng=rng,
-                  first_loss=first_loss, best=best, history=history, carried=carried,
+        ckpt.save(checkpoint_path, identity, step=step, params=net.params, opt_state=opt_state,
+                  members=[ckpt.member_record(rng, first_loss, best, history)], carried=carried,
                   elapsed=elapsed_before + time.perf_counter() - started)
 
     def diverged(value: float) -> str | None:
@@ -147,8 +159,9 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
                 history.append((step, loss))
             if config.eval_every and step % config.eval_every == 0 and task.select_best:
                 best = better_of(task, best, task.evaluate(net))
-            if checkpoint_path is not None and step % config.checkpoint_every == 0:
+            if checkpoint_path is not None and checkpoint_due(step, config, checkpoint_seconds, saved_at):
                 save()
+                saved_at = time.perf_counter()
             bar.update(step, f"loss {loss:.4g}")
             if time_limit is not None and time.perf_counter() - started > time_limit:
                 break

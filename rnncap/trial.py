@@ -91,12 +91,17 @@ def population_key(task, net, config) -> tuple:
 
 
 def run_trials(trials: list[dict], *, device: str | None = None, progress=None,
-               time_limit: float | None = None) -> list[dict]:
+               time_limit: float | None = None, checkpoints: tuple[str, float] | None = None) -> list[dict]:
     """Train several trials, those that can as populations (:mod:`rnncap.population`); outcomes in order.
 
     Trials that share a :func:`population_key` train together, in lockstep;
     a trial alone (or trained with L-BFGS) trains as :func:`run_trial` does.
     Each outcome is the one its trial gets alone, up to float32 rounding.
+
+    ``checkpoints`` = (prefix, seconds): each group that trains together keeps
+    its checkpoint in ``<prefix>-<g>.npz`` (g counts the groups in the order of
+    their first trial), written every ``seconds``, and resumes from it if it
+    is there (:mod:`rnncap.tune.inflight`); L-BFGS trains without one.
     """
     built = [build(trial, device) for trial in trials]
     groups: dict[tuple, list[int]] = {}
@@ -104,12 +109,16 @@ def run_trials(trials: list[dict], *, device: str | None = None, progress=None,
         key = ("alone", i) if config.optimizer == "lbfgs" else population_key(task, net, config)
         groups.setdefault(key, []).append(i)
     outcomes: list[dict | None] = [None] * len(trials)
-    for members in groups.values():
+    for g, members in enumerate(groups.values()):
         tasks, nets, configs = ([built[i][j] for i in members] for j in range(3))
+        saving = {}
+        if checkpoints is not None and configs[0].optimizer != "lbfgs":
+            saving = {"checkpoint_path": f"{checkpoints[0]}-{g}.npz", "resume": True,
+                      "checkpoint_seconds": checkpoints[1]}
         if len(members) == 1:
-            results = [train(nets[0], tasks[0], configs[0], progress=progress, time_limit=time_limit)]
+            results = [train(nets[0], tasks[0], configs[0], progress=progress, time_limit=time_limit, **saving)]
         else:
-            results = train_population(nets, tasks, configs, progress=progress, time_limit=time_limit)
+            results = train_population(nets, tasks, configs, progress=progress, time_limit=time_limit, **saving)
         for i, task, net, result in zip(members, tasks, nets, results):
             outcomes[i] = {**_outcome(task, net, result, result.wall_time), "population": len(members)}
     return outcomes

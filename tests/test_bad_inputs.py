@@ -72,6 +72,11 @@ def _invoke(args: list) -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
+def _with_member(meta: dict, **changes) -> dict:
+    """A checkpoint record whose first member's record has ``changes``."""
+    return {**meta, "members": [{**meta["members"][0], **changes}, *meta["members"][1:]]}
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """The input files every case may be given: made once by valid commands, then only read."""
@@ -89,8 +94,10 @@ def inputs(tmp_path_factory):
     damaged = {
         "missing-array": {k: v for k, v in saved.items() if k != "param.readout.W"},
         "step-is-text": {**saved, "meta": numpy.array(json.dumps({**meta, "step": "three"}))},
-        "history-is-text": {**saved, "meta": numpy.array(json.dumps({**meta, "history": "none"}))},
-        "rng-is-wrong": {**saved, "meta": numpy.array(json.dumps({**meta, "rng": {"state": 1}}))},
+        "history-is-text": {**saved, "meta": numpy.array(json.dumps(_with_member(meta, history="none")))},
+        "rng-is-wrong": {**saved, "meta": numpy.array(json.dumps(_with_member(meta, rng={"state": 1})))},
+        "status-is-a-number": {**saved, "meta": numpy.array(json.dumps(_with_member(meta, status=3)))},
+        "no-members": {**saved, "meta": numpy.array(json.dumps({**meta, "members": []}))},
         "array-of-text": {**saved, "param.readout.W": numpy.array(["a", "b"])},
         "odd-array-name": {**saved, "carry.x.0": numpy.zeros(2)},
         "no-format": {**saved, "meta": numpy.array(json.dumps({k: v for k, v in meta.items() if k != "format"}))},
@@ -318,7 +325,8 @@ PATH_CASES = [
                                           ["report"])
       for store in ("{in}/no-such-folder/s.sqlite", "{in}/a-file/s.sqlite", "{in}")],
 ]
-CHECKPOINTS = ["missing-array", "step-is-text", "history-is-text", "rng-is-wrong", "array-of-text", "odd-array-name",
+CHECKPOINTS = ["missing-array", "step-is-text", "history-is-text", "rng-is-wrong", "status-is-a-number", "no-members",
+               "array-of-text", "odd-array-name",
                "no-format", "garbage", "truncated"]
 
 

@@ -181,3 +181,58 @@ def test_members_with_different_batches_are_refused():
         nets = [Network("rnn", 1, 32, 2, 4, rng=k) for k in range(2)]
         with pytest.raises(RnncapError, match="must share"):
             train_population(nets, tasks, [TrainConfig(steps=3, seed=k) for k in range(2)])
+
+
+class _Killed(Exception):
+    """Stands for the process dying mid-step."""
+
+
+def _outcomes(results) -> list:
+    return [(r.status, r.steps, r.loss, r.reason, r.history, r.metrics) for r in results]
+
+
+@pytest.mark.parametrize("killed_at", [1, 23, 37])
+def test_a_killed_population_resumes_as_if_never_stopped(tmp_path, monkeypatch, killed_at):
+    """Checkpoints every 10 steps; killed in step ``killed_at`` (one member diverged at step 1, so it is
+    frozen in every checkpoint), resumed: every member ends bit for bit as in the run never stopped."""
+    def population():
+        members = [_capacity_member(k, "ugrnn", 1e4 if k == 1 else 1e-2, 1.0, None if k == 1 else 5.0, steps=45)
+                   for k in range(3)]
+        nets, tasks, configs = map(list, zip(*members))
+        return nets, tasks, [TrainConfig(**{**c.__dict__, "checkpoint_every": 10}) for c in configs]
+
+    whole = train_population(*population())
+    assert [r.status for r in whole] == ["done", "infeasible", "done"]
+
+    import rnncap.population as population_module
+    real_clip, calls = population_module.clip_by_norm, {"n": 0}
+
+    def clip_then_die(*args):
+        calls["n"] += 1
+        if calls["n"] == killed_at:
+            raise _Killed
+        return real_clip(*args)
+
+    path = tmp_path / "population.npz"
+    monkeypatch.setattr(population_module, "clip_by_norm", clip_then_die)
+    with pytest.raises(_Killed):
+        train_population(*population(), checkpoint_path=path)
+    monkeypatch.setattr(population_module, "clip_by_norm", real_clip)
+    assert path.exists() == (killed_at > 10)
+    resumed = train_population(*population(), checkpoint_path=path, resume=True)
+    assert _outcomes(resumed) == _outcomes(whole)
+    again = train_population(*population(), checkpoint_path=path, resume=True)     # finished: nothing to redo
+    assert _outcomes(again)[0][:3] == _outcomes(whole)[0][:3]
+
+
+def test_a_population_checkpoint_refuses_another_population(tmp_path):
+    members = [_capacity_member(k, "gru", 1e-2, 1.0, 5.0, steps=5) for k in range(2)]
+    path = tmp_path / "p.npz"
+    train_population(*map(list, zip(*members)), checkpoint_path=path)
+    with pytest.raises(RnncapError, match="exists: pass --resume"):
+        train_population(*map(list, zip(*members)), checkpoint_path=path)
+    other = [_capacity_member(k, "gru", 2e-2, 1.0, 5.0, steps=5) for k in range(2)]
+    with pytest.raises(RnncapError, match="different run"):
+        train_population(*map(list, zip(*other)), checkpoint_path=path, resume=True)
+    with pytest.raises(RnncapError, match="different run"):
+        train_population(*map(list, zip(*members[:1])), checkpoint_path=path, resume=True)

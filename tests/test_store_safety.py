@@ -4,7 +4,8 @@ Foreign, damaged and newer databases are refused byte-identical by every
 command that opens a store; read-only commands never create one; deletion is
 all or nothing; random studies resume at any size; a second driver is refused
 while the first lives and takes over once it is killed (or its lease lapses);
-a failed trial is retried on the next run.
+a failed trial is retried on the next run; a population killed mid-training
+resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ import subprocess
 import sys
 import time
 
+import numpy
 import pytest
 from typer.testing import CliRunner
 
+import rnncap.population as population_module
+from rnncap import checkpoint
 from rnncap.cli import app
 from rnncap.errors import RnncapError
 from rnncap.store import APPLICATION_ID, SCHEMA_VERSION, Store
@@ -38,10 +42,11 @@ def tiny_spec(strategy="random", steps=10):
     return study_spec("capacity", "gru", 1, units=4, strategy=strategy, task_options=TINY, fixed={"steps": steps})
 
 
-def tune_command(store, study="s", trials=6, steps=10, strategy="random", json_output=True) -> list[str]:
-    """``rnncap tune`` (without the program name) on tiny trials, one at a time (population 1)."""
+def tune_command(store, study="s", trials=6, steps=10, strategy="random", json_output=True,
+                 population=1) -> list[str]:
+    """``rnncap tune`` (without the program name) on tiny trials, one at a time unless ``population`` > 1."""
     return ["tune", "--study", study, "--cell", "gru", "--units", "4", "--strategy", strategy, "--trials", str(trials),
-            "--steps", str(steps), "--population", "1", "--store", str(store), *TINY_OPTIONS,
+            "--steps", str(steps), "--population", str(population), "--store", str(store), *TINY_OPTIONS,
             *(["--json"] if json_output else [])]
 
 
@@ -308,6 +313,55 @@ def test_a_random_study_killed_past_twenty_five_trials_resumes_to_sixty(tmp_path
     assert 25 <= finished_before_the_kill < 60
 
 
+def _count_steps(monkeypatch) -> list:
+    """Count the training steps taken from now on, by one network or a population (one per clipped update)."""
+    import rnncap.train as train_module
+
+    taken = []
+    for module in (train_module, population_module):
+        real = getattr(module, "clip_by_norm")
+        monkeypatch.setattr(module, "clip_by_norm", lambda *a, real=real: (taken.append(1), real(*a))[1])
+    return taken
+
+
+def test_a_population_killed_mid_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """kill -9 while a population of 4 trials trains: the same command resumes each group of it that trains
+    together from its last checkpoint, ends with the outcomes of a run never stopped, and leaves no
+    checkpoint behind."""
+    steps = 3000
+    command = lambda path: [*tune_command(path, study="p", trials=4, steps=steps, population=4),  # noqa: E731
+                            "-o", "batch_size=16"]
+    path = tmp_path / "k.sqlite"
+    driver = _spawn(command(path), RNNCAP_CHECKPOINT_SECONDS="0.05")
+    deadline = time.time() + 120
+    while time.time() < deadline and driver.poll() is None and not list(tmp_path.glob("k.sqlite.checkpoints/*/*.npz")):
+        time.sleep(0.01)
+    time.sleep(0.3)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    saved = {p.name: checkpoint.load(p)[1] for p in tmp_path.glob("k.sqlite.checkpoints/*/*.npz")}
+    assert saved, driver.stderr.read().decode()
+    assert any(0 < s.step < steps for s in saved.values())                 # killed mid-training
+
+    taken = _count_steps(monkeypatch)
+    resumed = runner.invoke(app, command(path))
+    assert resumed.exit_code == 0, resumed.output
+    assert not (tmp_path / "k.sqlite.checkpoints").exists()
+    resumed_steps = len(taken)
+    taken.clear()
+    whole = tmp_path / "whole.sqlite"
+    assert runner.invoke(app, command(whole)).exit_code == 0
+    assert resumed_steps == len(taken) - sum(s.step for s in saved.values())   # from the checkpoints, not step 0
+    with Store(path) as a, Store(whole) as b:
+        rows, expected = a.trials("p"), b.trials("p")
+    assert [r["key"] for r in rows] == [r["key"] for r in expected]
+    for row, other in zip(rows, expected):
+        assert row["status"] == other["status"]
+        assert row["objective"] == other["objective"]
+        if row["status"] == "done":
+            assert numpy.isclose(row["metrics"]["loss"], other["metrics"]["loss"], rtol=1e-6)
+
+
 # one driver per study ---------------------------------------------------------------------------------
 
 def test_two_drivers_at_once_one_is_refused_and_after_kill_nine_the_command_takes_over(tmp_path):
@@ -381,7 +435,7 @@ def test_a_failed_trial_is_retried_on_the_next_run(tmp_path, monkeypatch):
 
     real = study_module.run_trials
 
-    def broken(trials, device=None):
+    def broken(trials, device=None, checkpoints=None):
         raise OSError("the device went away")                               # not the trial's fault
 
     monkeypatch.setattr(study_module, "run_trials", broken)

@@ -37,6 +37,7 @@ from rnncap.store import Store
 from rnncap.tasks import make_task
 from rnncap.trial import failed_outcomes, make_trial, run_trials, trial_key
 from rnncap.tune.cluster import DaskExecutor, finished_line, study_files
+from rnncap.tune.inflight import InFlight
 from rnncap.tune.space import quick_search_space, samples_for, search_space, split_task_hparams
 from rnncap.tune.strategies import STRATEGIES, make_strategy
 
@@ -84,10 +85,10 @@ def study_space(spec: dict):
     return make(spec["cell"], spec["task"], exclude=tuple(spec["fixed"]))
 
 
-def _run_safely(trials: list[dict], device: str | None) -> list[dict]:
+def _run_safely(trials: list[dict], device: str | None, checkpoints: tuple[str, float] | None = None) -> list[dict]:
     """``run_trials``, with an error turned into ``failed`` outcomes (the sweep goes on)."""
     try:
-        return run_trials(trials, device=device)
+        return run_trials(trials, device=device, checkpoints=checkpoints)
     except Exception as err:  # a bug or a machine fault: record it, do not stop the study
         reason = f"{type(err).__name__}: {err} | {traceback.format_exc(limit=-1).strip().splitlines()[-1]}"
         return failed_outcomes(len(trials), reason)
@@ -203,9 +204,16 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
             value = None if row["objective"] is None else _signed(row["objective"], spec["direction"])
             strategy.observe(row["hparams"], value, feasible=row["status"] == "done")
     redo = [row for row in rows if row["status"] in ("running", "failed")]   # a dead driver's, or failed: again
-    taken = {row["key"] for row in rows}
     finished = len(rows) - len(redo)
-    in_flight: dict[Future, list[tuple[int, dict]]] = {}               # a population: (number, hparams) each
+    inflight = None if isinstance(executor, DaskExecutor) else InFlight(store.path, name)
+    if inflight is not None:                     # a dead driver's populations that can resume go out first, whole
+        by_key = {row["key"]: row for row in redo}
+        resumed = [[by_key[key] for key in keys]
+                   for keys in inflight.resumable({r["key"] for r in redo if r["status"] == "running"})]
+        again = {row["key"] for group in resumed for row in group}
+        redo = resumed + [row for row in redo if row["key"] not in again]
+    taken = {row["key"] for row in rows}
+    in_flight: dict[Future, list[tuple[int, dict, dict]]] = {}     # a population: (number, hparams, trial) each
     running = lambda: sum(len(group) for group in in_flight.values())  # noqa: E731
     with ProgressBar(progress, trials, f"{name}") as bar:
         bar.update(finished, _best_text(store, name, spec))
@@ -217,13 +225,18 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
                                              min(population, trials - finished - running()))
                     if not group:                        # the strategy waits for a result, or has finished
                         break
-                    future = executor.submit(_run_safely, [trial for _, _, trial in group], device)
-                    in_flight[future] = [(number, hparams) for number, hparams, _ in group]
+                    sent = [trial for _, _, trial in group]
+                    if inflight is None:
+                        future = executor.submit(_run_safely, sent, device)
+                    else:
+                        future = executor.submit(_run_safely, sent, device, inflight.begin(_keys(sent)))
+                    in_flight[future] = group
                 if not in_flight:
                     break
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 for future in done:
-                    for (number, hparams), outcome in zip(in_flight.pop(future), future.result()):
+                    members = in_flight.pop(future)
+                    for (number, hparams, _), outcome in zip(members, future.result()):
                         store.finish_trial(name, number, outcome["status"], outcome["objective"],
                                            outcome["metrics"], outcome.get("reason"), outcome["wall_time"])
                         value = (None if outcome["objective"] is None
@@ -232,23 +245,39 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
                         finished += 1
                         if "worker" in outcome:                  # on a cluster: say where each trial ran
                             (notes or bar.note)(finished_line(number, outcome, spec))
+                    if inflight is not None:
+                        inflight.end(_keys([trial for _, _, trial in members]))
                     bar.update(finished, _best_text(store, name, spec))
+            if inflight is not None:
+                inflight.close()
         finally:
             for future in in_flight:                 # on an error or Ctrl-C: start nothing more
                 future.cancel()
 
 
+def _keys(trials: list[dict]) -> list[str]:
+    return [trial_key(trial) for trial in trials]
+
+
 def _next_population(store: Store, name: str, spec: dict, strategy, redo: list, taken: set, in_flight: dict,
                      size: int) -> list[tuple[int, dict, dict]]:
-    """Up to ``size`` trials to train together: those to run again first (see :func:`run_study`), then new ones."""
+    """Up to ``size`` trials to train together: those to run again first (see :func:`run_study`), then new ones.
+
+    An entry of ``redo`` that is a list is a population that resumes from its checkpoint: it goes out whole
+    and alone."""
+    if redo and isinstance(redo[0], list):
+        rows = redo.pop(0)
+        for row in rows:
+            store.restart_trial(name, row["number"])
+        return [(row["number"], row["hparams"], row["trial"]) for row in rows]
     group = []
     while len(group) < size:
-        if redo:
+        if redo and not isinstance(redo[0], list):
             row = redo.pop(0)
             store.restart_trial(name, row["number"])
             group.append((row["number"], row["hparams"], row["trial"]))
             continue
-        pending = [h for members in in_flight.values() for _, h in members] + [h for _, h, _ in group]
+        pending = [h for members in in_flight.values() for _, h, _ in members] + [h for _, h, _ in group]
         suggested = _new_trial(store, name, spec, strategy, pending, taken)
         if suggested is None:
             break
