@@ -194,17 +194,20 @@ class DaskExecutor:
     def _settle(self, task, future: Future, count: int) -> None:
         """Runs in Dask's callback thread when ``task`` ends: ``future`` gets the outcomes, or the error."""
         from distributed import KilledWorker
+        from distributed.comm.core import CommClosedError
 
         with self.lock:
             self.running.pop(future, None)
         result = error = None
+        lost = RnncapError(f"lost the Dask scheduler at {self.scheduler}: start it (and its workers) again and run "
+                           "the same command; the study resumes, and the trials that were running run again")
         if task.cancelled():
-            error = RnncapError(f"lost the Dask scheduler at {self.scheduler}: start it (and its workers) again "
-                                "and run the same command; the study resumes, and the trials that were running "
-                                "run again")
+            error = lost
         else:
             try:
                 address, problem, outcomes = task.result()
+            except CommClosedError:                        # the scheduler died while the result was on its way
+                error = lost
             except KilledWorker as err:
                 deaths, last = err.allowed_failures + 1, getattr(err.last_worker, "address", err.last_worker)
                 result = failed_outcomes(count, f"KilledWorker: {deaths} worker death{'s' * (deaths > 1)} under it, "
