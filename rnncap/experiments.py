@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
+from rnncap.tasks.capacity import LABEL_NOISE
 from rnncap.tune.space import KNOWN_TO_TRAIN
 
 PRESETS = ("smoke", "quick", "full")
@@ -61,13 +62,16 @@ def _depth_for(cell: str, depth: int) -> int:
 
 def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials: int, *, budget=None, units=None,
           task_options=None, fixed=None, strategy="gp", space="quick", tags=None, seed=0) -> StudyPlan:
-    from rnncap.tune.study import study_spec        # here, not above: the registry stays cheap to import (--help)
+    from rnncap.tune.space import start_point       # here, not above: the registry stays cheap to import (--help)
+    from rnncap.tune.study import study_space, study_spec
 
     depth = _depth_for(cell, depth)
     tags = {"experiment": experiment, "preset": preset, **(tags or {})}
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
                       fixed=fixed, seed=seed)
     spec["space"], spec["tags"] = space, tags
+    if space == "quick":                             # start from the settings known to train
+        spec["strategy_options"] = {"start": start_point(study_space(spec))}
     size = f"p{budget}" if budget is not None else f"n{units}"
     extra = "".join(f":{k}={v}" for k, v in sorted(tags.items()) if k not in ("experiment", "preset"))
     return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)
@@ -88,10 +92,12 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
 
 
 def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
-    """Space, fixed settings and task options shared by the capacity-task experiments."""
-    steps = _grid(preset, 40, 5000, 20000)
+    """Space, fixed settings and task options shared by the capacity-task experiments (the training of
+    ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick preset)."""
+    steps = _grid(preset, 40, 10000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
-    return space, fixed, {"n_in": _grid(preset, 8, 32, 32), "unroll": unroll, "batch_size": 256}
+    return space, fixed, {"n_in": _grid(preset, 8, 32, 32), "unroll": unroll, "batch_size": 1024,
+                          "label_noise": LABEL_NOISE}
 
 
 # the experiments -------------------------------------------------------------------------------
@@ -102,8 +108,9 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
     budgets = _grid(preset, (150,), (250, 500, 1000), (300, 1000, 3000, 10000, 30000, 100000))
     trials = _grid(preset, 2, 6, 300)
     space, fixed, options = _capacity_settings(preset)
+    strategy = _grid(preset, "bsearch", "bsearch", "gp")    # few trials: search b from known settings
     return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=space, fixed=fixed,
-                  task_options=options)
+                  task_options=options, strategy=strategy)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
 
 

@@ -153,6 +153,7 @@ def refused(inputs, tmp_path, monkeypatch):
 def _wrong_values(kind: type, optional: bool, turn: int, count: int = 4) -> list[str]:
     """``count`` values of the wrong type for a field, taken in turn (``turn``) from the list for its type."""
     wrong = {int: ["abc", "2.5", "NaN", "inf", "true", "[1]", "1e3", "", "0x10", "1_000", "٣"],
+             float: ["abc", "NaN", "inf", "-inf", "true", "[0.1]", "", "0x10"],
              bool: ["maybe", "2", "yes", "[true]", ""],
              str: [],
              tuple: ["5", "a,b", "[0.5,NaN,0.1]", "[1,2,3]", "{}", "[0.9,0.05]"]}[kind]
@@ -165,7 +166,8 @@ TYPE_CASES = [(task, f"{f}={value}") for task, (_, config) in TASKS.items()
               for value in _wrong_values(kind, optional, turn)]
 RANGE_CASES = [
     ("capacity", "n_samples=0"), ("capacity", "n_in=-1"), ("capacity", "unroll=0"), ("capacity", "seed=-1"),
-    ("capacity", "batch_size=0"), ("memory", "n_in=0"), ("memory", "unroll=-3"), ("memory", "batch_size=0"),
+    ("capacity", "batch_size=0"), ("capacity", "label_noise=1"), ("capacity", "label_noise=-0.1"),
+    ("memory", "n_in=0"), ("memory", "unroll=-3"), ("memory", "batch_size=0"),
     ("memory", "eval_samples=0"), ("memory", "seed=-5"), ("rcf", "features=0"), ("rcf", "n_out=0"),
     ("rcf", "n_samples=-2"), ("text8", "window=0"), ("text8", "batch_size=0"), ("text8", "eval_chars=1"),
     ("text8", "max_chars=1"), ("text8", "split=[0.9,0.2,0.1]"), ("text8", "seed=-1"), ("parens", "types=0"),
@@ -239,6 +241,7 @@ NUMBER_CASES = [
     ("tune", ["--units", "1000000"]), ("capacity", ["--budget", "1000000000000"]), ("capacity", ["--budget", "-5"]),
     ("capacity", ["--budget", "1e12"]), ("capacity", ["--n-in", "0"]), ("capacity", ["--n-in", "1000000000"]),
     ("capacity", ["--unroll", "0"]), ("capacity", ["--unroll", "100000000"]), ("capacity", ["--batch-size", "-1"]),
+    *[("capacity", ["--label-noise", v]) for v in ("-0.1", "1", "nan", "abc")],
     ("capacity", ["--optimizer", "nope"]), ("memory", ["--units", ",,,"]), ("memory", ["--units", "0,4"]),
     ("memory", ["--units", "4,x"]), ("memory", ["--units", "1000000"]), ("memory", ["--n-in", "0"]),
     ("memory", ["--n-in", "1000000000"]), ("memory", ["--unroll", "-1"]),
@@ -381,12 +384,23 @@ def test_valid_task_options_keep_their_json_values(tmp_path, monkeypatch):
     assert json.loads(result.stdout)["trial"]["task_options"] == {"digits": 2, "subtraction": True}
 
 
-def test_study_names_from_settings_are_unchanged(tmp_path, monkeypatch):
-    """``rnncap capacity`` names its study by a hash of its spec: the same name as before this layer."""
+def test_a_study_name_comes_from_every_setting_defaults_included(tmp_path, monkeypatch):
+    """``rnncap tune`` names a study by a hash of its spec, which holds every task option, defaults included:
+    naming a default changes nothing, and another value (or, in a later rnncap, another default) makes
+    another study instead of mixing trials run two ways."""
     monkeypatch.chdir(tmp_path)
-    result = _invoke(CAPACITY + ["--store", tmp_path / "s.sqlite", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["study"] == "capacity-rnn-d1-p100-1f677a"
+    tune = TUNE + ["--task", "capacity", "--store", tmp_path / "s.sqlite", "--json"]
+
+    def study(*options):
+        result = _invoke(tune + [arg for option in options for arg in ("-o", option)])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    plain = study()
+    assert plain["spec"]["task_options"]["signed"] is True and plain["spec"]["task_options"]["label_noise"] == 0.0
+    assert study("signed=true")["spec"] == plain["spec"]                 # the same study, resumed
+    result = _invoke(tune + ["-o", "signed=false"])
+    assert result.exit_code == 2 and "exists with other settings (task_options differ)" in result.stderr
 
 
 def test_checkpoint_every_is_passed_on_and_a_finished_run_resumed_reports_its_loss(tmp_path, monkeypatch):

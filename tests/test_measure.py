@@ -25,8 +25,8 @@ runner = CliRunner()
 # the b search on a made-up objective -------------------------------------------------------------
 
 def fake_bits(hparams: dict) -> float:
-    """Signed (minimised) objective, best at lr = 1e-2 and b_per_param = 2.5."""
-    return (math.log(hparams["lr"] / 1e-2)) ** 2 + (math.log(hparams["b_per_param"] / 2.5)) ** 2 - 10.0
+    """Signed (minimised) objective, best at lr = 1e-2 and b_per_param = 5.5."""
+    return (math.log(hparams["lr"] / 1e-2)) ** 2 + (math.log(hparams["b_per_param"] / 5.5)) ** 2 - 10.0
 
 
 def drive(strategy, workers: int = 1, limit: int = 50) -> list[dict]:
@@ -48,16 +48,16 @@ def test_sample_search_phases(workers):
     space = quick_search_space("rnn", "capacity")
     strategy = SampleSearch(space, 0, trials=12, n_params=1000, start=start_point(space))
     tried = drive(strategy, workers)
-    phase1, rest = tried[:4], tried[4:]                  # 12 // 3 hyperparameter trials at b = 3P
+    phase1, rest = tried[:4], tried[4:]                  # 12 // 3 hyperparameter trials at b = 4P
     assert all(h["b_per_param"] == SampleSearch.START for h in phase1)
-    assert phase1[0] == {**start_point(space), "b_per_param": 3.0}
+    assert phase1[0] == {**start_point(space), "b_per_param": SampleSearch.START}
     best = min(phase1, key=fake_bits)
     best_hp = {k: v for k, v in best.items() if k != "b_per_param"}
     assert all({k: v for k, v in h.items() if k != "b_per_param"} == best_hp for h in rest)
-    grid = [h["b_per_param"] for h in rest[:4]]
-    assert grid == [m for m in SampleSearch.MULTIPLES if m != 3.0]
-    refined = [h["b_per_param"] for h in rest[4:]]
-    assert refined and all(2.0 < b < 3.0 for b in refined)      # between the best grid point and its neighbour
+    grid = [h["b_per_param"] for h in rest[:5]]
+    assert grid == [m for m in SampleSearch.MULTIPLES if m != SampleSearch.START]
+    refined = [h["b_per_param"] for h in rest[5:]]
+    assert refined and all(5.0 < b < 6.0 for b in refined)      # between the best grid point and its neighbour
     assert len({json.dumps(h, sort_keys=True) for h in tried}) == len(tried)      # no point twice
     assert len(tried) < 50                      # it ends on its own once a refinement would repeat a sample count
 
@@ -66,7 +66,7 @@ def test_sample_search_waits_for_phase_one():
     space = quick_search_space("gru", "capacity")
     strategy = SampleSearch(space, 0, trials=6, n_params=500)
     first = strategy.suggest_hparams(5)
-    assert len(first) == 2                               # 6 // 3 at b = 3P, then it waits for their results
+    assert len(first) == 2                               # 6 // 3 at b = 4P, then it waits for their results
     assert strategy.suggest_hparams(1, pending=first) == []
 
 

@@ -282,6 +282,43 @@ def test_softmax_losses_match_scipy(classes, heads, scale, seed):
     numpy.testing.assert_allclose(dout, dlogits.reshape(out.shape), rtol=1e-9, atol=1e-15)
 
 
+@settings(max_examples=examples(40), deadline=None)
+@given(classes=st.integers(2, 6), noise=st.floats(0.0, 0.5), scale=st.sampled_from([1.0, 10.0, 100.0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_the_label_noise_loss_and_its_gradient(classes, noise, scale, seed):
+    """-log((1 - noise) q + noise / K) by the formula, and its gradient against central differences (float64);
+    noise 0 is the cross-entropy exactly."""
+    from scipy.special import softmax
+    rng = numpy.random.default_rng(seed)
+    out = scale * rng.normal(size=(3, 4, classes))
+    target = rng.integers(0, classes, size=(3, 4))
+    mask = (rng.random((3, 4)) < 0.7).astype(float)
+    mask[0, 0] = 1.0
+    loss = SoftmaxCrossEntropy(noise)
+
+    def formula(o):
+        q = numpy.take_along_axis(softmax(o, axis=-1), target[..., None], axis=-1)[..., 0]
+        return (-numpy.log((1 - noise) * q + noise / classes) * mask).sum() / mask.sum()
+
+    value, dout = loss(out, target, mask)
+    numpy.testing.assert_allclose(value, formula(out), rtol=1e-10)
+    h, numeric = 1e-6, numpy.zeros_like(out)
+    for i in numpy.ndindex(out.shape):
+        step = numpy.zeros_like(out)
+        step[i] = h
+        numeric[i] = (float(loss(out + step, target, mask)[0]) - float(loss(out - step, target, mask)[0])) / (2 * h)
+    numpy.testing.assert_allclose(dout, numeric, rtol=1e-5, atol=1e-8)
+    if noise == 0.0:
+        plain = SoftmaxCrossEntropy()(out, target, mask)
+        assert float(value) == float(plain[0]) and numpy.array_equal(dout, plain[1])
+
+
+def test_label_noise_out_of_range_is_refused():
+    for bad in (-0.1, 1.0, 2.0):
+        with pytest.raises(RnncapError, match="label noise"):
+            SoftmaxCrossEntropy(bad)
+
+
 def test_losses_known_values():
     out = numpy.zeros((1, 2, 4))                                            # uniform softmax over 4
     value, dout = SoftmaxCrossEntropy()(out, numpy.array([[0, 3]]))

@@ -62,7 +62,9 @@ def test_member_and_stack_are_inverse():
 
 
 def _capacity_member(k: int, cell: str, lr: float, b_fg: float, clip: float | None, steps: int):
-    task = make_task("capacity", {"n_samples": 60 + 13 * k, "n_in": 5, "unroll": 3, "seed": k, "batch_size": 32})
+    """Member k of a capacity-task population; plain cross-entropy, whose unbounded loss lets a member diverge."""
+    task = make_task("capacity", {"n_samples": 60 + 13 * k, "n_in": 5, "unroll": 3, "seed": k, "batch_size": 32,
+                                  "label_noise": 0.0})
     net = Network(cell, _depth(cell, 1), 5, 2, 4, CellHParams(b_fg=b_fg, weight_scale=0.7 + 0.2 * k), rng=k)
     config = TrainConfig(lr=lr, lr_decay=0.3, clip=clip, l2=1e-4 * k, steps=steps, eval_every=10, seed=k)
     return net, task, config

@@ -8,7 +8,8 @@ cross-entropies (a 0-d array in ``out``'s dtype, so that a gradient check in
 extended precision keeps every digit), and ``dout`` = d value / d out.
 
 - :class:`SoftmaxCrossEntropy`: one softmax over ``n_out`` classes; integer
-  targets (T, B).
+  targets (T, B); optionally of labels that are random with probability
+  ``noise`` (the capacity task's loss near capacity).
 - :class:`MultiSoftmaxCrossEntropy`: ``heads`` independent softmaxes of
   ``n_out / heads`` classes each (the parentheses task: one per bracket type);
   integer targets (T, B, heads); the value is also averaged over the heads.
@@ -62,26 +63,48 @@ def _over_classes(pairwise, reduce, a):
     return out
 
 
-def _softmax_xent(logits, target, mask):
-    """Masked cross-entropy of softmaxes over the last axis, per position; ``logits`` (..., K), ``target`` (...)."""
+def _softmax_xent(logits, target, mask, noise: float = 0.0):
+    """Masked cross-entropy of softmaxes over the last axis, per position; ``logits`` (..., K), ``target`` (...).
+
+    With ``noise`` > 0 the likelihood is that of labels that are right with
+    probability ``1 - noise`` and uniformly random otherwise:
+    ``p = (1 - noise) q + noise / K`` for the softmax's probability ``q`` of the
+    target. Its gradient is the cross-entropy's weighted by
+    ``w = (1 - noise) q / p``, which falls to 0 for a label the network gives
+    up on (``q -> 0``) and is about 1 for one it fits.
+    """
     xp = array_module(logits)
     z = logits - _over_classes(xp.maximum, xp.max, logits)[..., None]      # stable: largest logit is 0  (..., K)
     e = xp.exp(z)
     total = _over_classes(xp.add, xp.sum, e)                                # (...)
     onehot = xp.arange(logits.shape[-1]) == target[..., None]               # (..., K)
-    nll = xp.log(total) - _over_classes(xp.add, xp.sum, z * onehot)         # -log softmax at the target  (...)
-    dlogits = (e / total[..., None] - onehot) * mask[..., None]             # softmax - onehot  (..., K)
+    nll = xp.log(total) - _over_classes(xp.add, xp.sum, z * onehot)         # -log q, q = softmax at the target  (...)
+    weight = mask
+    if noise:
+        fit = (1.0 - noise) * xp.exp(-nll)                                  # (1 - noise) q
+        p = fit + noise / logits.shape[-1]
+        nll = -xp.log(p)
+        weight = mask * (fit / p)                                           # w
+    dlogits = (e / total[..., None] - onehot) * weight[..., None]           # (softmax - onehot) w  (..., K)
     return nll * mask, dlogits
 
 
 @dataclass(frozen=True)
 class SoftmaxCrossEntropy:
+    """Cross-entropy of one softmax; ``noise`` > 0: of labels that are random with that probability (see
+    ``_softmax_xent``; the capacity task's ``label_noise``)."""
+
+    noise: float = 0.0
     name = "softmax"
+
+    def __post_init__(self):
+        if not 0.0 <= self.noise < 1.0:
+            raise RnncapError(f"the label noise must be in [0, 1), got {self.noise}")
 
     def __call__(self, out, target, mask=None):
         xp = array_module(out)
         mask, count = _mask_and_count(xp, mask, out)
-        nll, dout = _softmax_xent(out, xp.asarray(target), mask)           # (T, B), (T, B, n_out)
+        nll, dout = _softmax_xent(out, xp.asarray(target), mask, self.noise)   # (T, B), (T, B, n_out)
         return nll.sum(axis=(-2, -1)) / count, dout / _per_position(count)
 
 

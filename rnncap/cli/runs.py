@@ -12,6 +12,7 @@ from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, 
 from rnncap.cli.validate import check_run_fits, output_file
 from rnncap.errors import RnncapError
 from rnncap.formatting import duration
+from rnncap.tasks.capacity import LABEL_NOISE
 
 Trials = Annotated[int, typer.Option("--trials", "-k", min=1, help="Training runs in all.")]
 Study = Annotated[Optional[str], typer.Option("--study", help="The study's name in the store. Default: one made "
@@ -93,8 +94,12 @@ def capacity(
     unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
     trials: Trials = 10,
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations).")] = 20000,
-    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step (0: all b; L-BFGS always uses all).")] = 256,
+    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step (0: all b; L-BFGS always uses all).")] = 1024,
     optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd or lbfgs.")] = "adam",
+    label_noise: Annotated[float, typer.Option(
+        "--label-noise", min=0.0, max=0.99,
+        help="ε of the loss: the likelihood of labels random with probability ε (0: the paper's "
+             "cross-entropy).")] = LABEL_NOISE,
     study: Study = None,
     store: StorePath = None,
     workers: Workers = 1,
@@ -108,7 +113,7 @@ def capacity(
     """Per-parameter capacity: the most bits a network of --budget parameters memorises.
 
     Searches the number of samples b and a few hyperparameters (the bsearch
-    strategy: hyperparameters at b = 3P, then b on a grid, then refined), as a
+    strategy: hyperparameters at b = 4P, then b on a grid, then refined), as a
     study in the store: run the same command again to resume it. Prints every
     trial's b, accuracy and bits, and the best bits per parameter.
     """
@@ -118,7 +123,7 @@ def capacity(
 
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps, batch_size=batch_size or None,
-                         optimizer=optimizer, seed=seed)
+                         optimizer=optimizer, label_noise=label_noise, seed=seed)
     population, announce = choose_population(population, [spec], json_output, workers=workers,
                                              scheduler=scheduler)
     with Store(store) as db:

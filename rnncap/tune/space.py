@@ -294,8 +294,8 @@ def quick_search_space(cell: str, task: str | None = None, exclude=()) -> Search
     they run a handful of trials instead of hundreds: lr 3e-3 .. 3e-2 (log),
     ``b_fg`` 0 .. 3 (keep-gate cells), weight_scale 0.3 .. 2 (log), the
     nonlinearity where the cell allows a choice, and for the capacity task
-    ``b_per_param`` 1.5 .. 6 (log; where our runs of 1000-parameter networks
-    stored the most bits).
+    ``b_per_param`` 2 .. 10 (log; our 1000-parameter networks store the most
+    near 5-6).
     """
     cell = canonical_cell_name(cell)
     params: list[Parameter] = [Real("lr", 3e-3, 3e-2, log=True), Real("weight_scale", 0.3, 2.0, log=True)]
@@ -304,7 +304,7 @@ def quick_search_space(cell: str, task: str | None = None, exclude=()) -> Search
     if len(CELLS[cell].nonlinearities) > 1:
         params.append(Categorical("nonlinearity", tuple(CELLS[cell].nonlinearities)))
     if task == "capacity":
-        params.append(Real("b_per_param", 1.5, 6.0, log=True))
+        params.append(Real("b_per_param", 2.0, 10.0, log=True))
     return SearchSpace(tuple(p for p in params if p.name not in exclude))
 
 
@@ -333,7 +333,7 @@ KNOWN_TO_TRAIN = {
     "sequence": {"optimizer": "adam", "lr_decay": 0.1, "clip": 1.0},
 }
 QUICK_START = {"lr": 1e-2, "weight_scale": 1.0, "b_fg": 1.0, "b_fg_y": 1.0, "nonlinearity": "tanh",
-               "b_per_param": 3.0}
+               "b_per_param": 4.0}
 
 
 def start_point(space: SearchSpace) -> dict:

@@ -20,12 +20,14 @@ search. A study has one driver at a time: its lease in the store.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict
 
 import numpy
 
@@ -50,8 +52,10 @@ def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, u
     ``space`` is ``full`` (:func:`search_space`) or ``quick`` (:func:`quick_search_space`).
     """
     cell = canonical_cell_name(cell)
-    task_options = dict(task_options or {})
-    shape = make_task(task, task_options)                                   # validates the options
+    shape = make_task(task, dict(task_options or {}))                       # validates the options
+    # every option, defaults included: a study (and its name) records what its trials ran, so a later
+    # rnncap with other defaults makes a new study instead of mixing its trials into this one
+    task_options = json.loads(json.dumps(asdict(shape.config)))
     n_h = units_for(cell, depth, shape.n_in, shape.n_out, budget=budget, units=units)
     if strategy not in STRATEGIES:
         raise RnncapError(f"unknown search strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
