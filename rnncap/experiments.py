@@ -96,7 +96,8 @@ def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
     ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick preset)."""
     steps = _grid(preset, 40, 10000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
-    return space, fixed, {"n_in": _grid(preset, 8, 32, 32), "unroll": unroll, "batch_size": 1024,
+    # n_in: 2^n_in distinct inputs must cover the largest b (the full preset's budgets reach 10^5 parameters)
+    return space, fixed, {"n_in": _grid(preset, 8, 16, 24), "unroll": unroll, "batch_size": 1024,
                           "label_noise": LABEL_NOISE}
 
 

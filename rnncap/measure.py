@@ -47,7 +47,7 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
     return spec
 
 
-def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 32, unroll: int = 5, steps: int = 20000,
+def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 16, unroll: int = 5, steps: int = 20000,
                   batch_size: int | None = 1024, optimizer: str = "adam", label_noise: float = LABEL_NOISE,
                   seed: int = 0) -> dict:
     """The study that :func:`measure_capacity` runs.

@@ -395,3 +395,21 @@ def test_cupy_gives_the_same_batches_metrics_and_training(cupy, name):
         assert math.isclose(got[key], value, rel_tol=1e-4, abs_tol=tolerance), key
     result = run_trial(make_trial(name, SMALL[name], "gru", 1, 8, {"steps": 20}, seed=0), device="gpu")
     assert result["status"] == "done" and _finite(result["metrics"])
+
+
+@pytest.mark.parametrize("bits,count", [(4, 16), (6, 40), (16, 5000), (63, 50)])
+def test_capacity_inputs_are_distinct_while_they_can_be(bits, count):
+    from rnncap.tasks.capacity import distinct_bit_vectors
+
+    vectors = distinct_bit_vectors(numpy.random.default_rng(bits), count, bits)
+    assert vectors.shape == (count, bits) and set(numpy.unique(vectors)) <= {0, 1}
+    assert len({tuple(v) for v in vectors}) == count
+
+
+def test_capacity_inputs_beyond_two_to_the_n_in_use_every_input():
+    from rnncap.tasks.capacity import distinct_bit_vectors
+
+    vectors = distinct_bit_vectors(numpy.random.default_rng(0), 40, 4)
+    assert len({tuple(v) for v in vectors}) == 16
+    task = make_task("capacity", {"n_samples": 40, "n_in": 4, "signed": True})
+    assert set(numpy.unique(task.x[0])) == {-1.0, 1.0} and not task.x[1:].any()

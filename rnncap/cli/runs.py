@@ -90,7 +90,7 @@ def capacity(
     cell: Cell,
     depth: Depth = 1,
     budget: Annotated[int, typer.Option("--budget", "-p", help="Maximum number of parameters.")] = 1000,
-    n_in: Annotated[int, typer.Option("--n-in", min=1, help="Input bits per sample.")] = 32,
+    n_in: Annotated[int, typer.Option("--n-in", min=1, help="Input bits per sample.")] = 16,
     unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
     trials: Trials = 10,
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations).")] = 20000,
