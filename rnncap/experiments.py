@@ -303,24 +303,64 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
               population: int | None = None) -> dict:
     """Run every study of an experiment (resuming where the store says it stopped).
 
+    With ``workers`` > 1 (and no ``scheduler``) that many studies run at once,
+    each in a process of its own that trains its trials there: the studies of
+    a preset are many and their searches short and sequential (the b search
+    waits for each phase), so studies side by side keep every core busy where
+    trials side by side would not. On a Dask cluster the studies run one after
+    another, each spreading its trials over the cluster.
+
     ``population``: trials trained together; None picks each study's default from its network's size.
     """
-    from rnncap.population import default_population
-    from rnncap.tune.study import run_study
-
     started = time.perf_counter()
+    deadline = None if time_limit is None else time.time() + time_limit
     plans = experiment_plans(name, preset)
     done = []
     with ProgressBar(progress, len(plans), f"{name} ({preset})") as bar:
-        for k, plan in enumerate(plans):
-            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
-            if left is not None and left <= 0:
-                break
-            summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
-                                device=device, time_limit=left, notes=bar.note,
-                                population=population or default_population(plan.spec["params"], plan.spec["strategy"]))
-            done.append({"study": plan.name, "trials": summary["trials"], "failed": summary["failed"],
-                         "best": summary["best"]})
-            bar.update(k + 1, plan.name)
+        if workers > 1 and scheduler is None:
+            from concurrent.futures import as_completed
+
+            from rnncap.tune.study import make_executor
+
+            pool = make_executor(workers)
+            try:
+                futures = {pool.submit(run_plan, str(store.path), plan, 1, None, device, deadline, population): k
+                           for k, plan in enumerate(plans)}
+                finished = {}
+                for future in as_completed(futures):
+                    finished[futures[future]] = future.result()
+                    bar.update(len(finished), plans[futures[future]].name)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            done = [finished[k] for k in sorted(finished) if finished[k] is not None]
+        else:
+            for k, plan in enumerate(plans):
+                summary = run_plan(store, plan, workers, scheduler, device, deadline, population, bar.note)
+                if summary is None:
+                    break
+                done.append(summary)
+                bar.update(k + 1, plan.name)
     return {"experiment": name, "preset": preset, "studies": done, "planned": len(plans),
             "wall_time": time.perf_counter() - started}
+
+
+def run_plan(store, plan: StudyPlan, workers: int, scheduler: str | None, device: str | None,
+             deadline: float | None, population: int | None, notes=None) -> dict | None:
+    """Run one study of an experiment; its summary, or None when ``deadline`` (``time.time()``) has passed.
+
+    ``store`` is a :class:`rnncap.store.Store`, or the path of one (in a worker process of :func:`reproduce`).
+    """
+    from rnncap.population import default_population
+    from rnncap.store import Store
+    from rnncap.tune.study import run_study
+
+    left = None if deadline is None else deadline - time.time()
+    if left is not None and left <= 0:
+        return None
+    if isinstance(store, str):
+        with Store(store) as opened:
+            return run_plan(opened, plan, workers, scheduler, device, deadline, population, notes)
+    summary = run_study(store, plan.name, plan.spec, plan.trials, workers=workers, scheduler=scheduler,
+                        device=device, time_limit=left, notes=notes,
+                        population=population or default_population(plan.spec["params"], plan.spec["strategy"]))
+    return {"study": plan.name, "trials": summary["trials"], "failed": summary["failed"], "best": summary["best"]}

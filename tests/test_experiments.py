@@ -79,6 +79,29 @@ def test_the_registry_imports_without_the_tuner_or_matplotlib():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_studies_side_by_side_give_what_they_give_one_after_another(tmp_path):
+    """``reproduce --workers 2`` runs two studies at once, each in its own process: the same studies, trials
+    and objectives as one after another, in the plan's order."""
+    from rnncap.store import Store
+
+    results = {}
+    for workers in (1, 2):
+        store = str(tmp_path / f"w{workers}.sqlite")
+        run = runner.invoke(app, ["reproduce", "capacity", "--preset", "smoke", "--store", store, "--workers",
+                                  str(workers), "--json"])
+        assert run.exit_code == 0, run.output
+        studies = json.loads(run.stdout)["experiments"][0]["studies"]
+        with Store(store) as db:
+            results[workers] = ([s["study"] for s in studies],
+                                {s["study"]: [(r["key"], r["status"], r["objective"]) for r in db.trials(s["study"])]
+                                 for s in studies})
+    assert results[2][0] == results[1][0] == [plan.name for plan in experiment_plans("capacity", "smoke")]
+    for name, trials in results[1][1].items():
+        other = results[2][1][name]
+        assert [t[:2] for t in trials] == [t[:2] for t in other]
+        assert [t[2] for t in trials] == pytest.approx([t[2] for t in other], rel=1e-3, abs=1e-6)
+
+
 def test_every_smoke_preset_runs_and_reports(tmp_path):
     """`rnncap reproduce all --preset smoke` then `rnncap report`: every figure written and non-empty."""
     store, out = str(tmp_path / "smoke.sqlite"), tmp_path / "report"

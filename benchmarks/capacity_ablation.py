@@ -1,0 +1,74 @@
+"""Capacity-task ablation: bits per parameter of one population of networks, one member per setting.
+
+Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
+
+    seed      the member's seed (its dataset, initial weights and minibatches)
+    bpp       samples per parameter, b = round(bpp * P)
+    lr        Adam's learning rate, decaying tenfold over the run (default 1e-2)
+    decay     the factor it has fallen by at the end (default 0.1)
+    batch     minibatch size (default 1024)
+    signed    inputs as -1/+1 (default true) or 0/1
+    noise     the loss's label noise ε (default 0: cross-entropy)
+    n_in      input bits (default 32; shared by the population)
+    ws        initial weight scale (default 1)
+
+Members train together (:func:`rnncap.population.train_population`), each as it
+would alone; members with different ``noise`` or ``n_in`` must go in separate
+calls. One JSON line per member: its setting, accuracy and bits per parameter
+(the best of 30 evaluations), and the population's wall time. REPRODUCTION.md's
+table "What limits the bits" was made with it, e.g.
+
+    python benchmarks/capacity_ablation.py rnn 1000 20000 \\
+        '[{"seed": 20, "bpp": 5, "noise": 0.04}, {"seed": 21, "bpp": 5, "noise": 0.04}]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rnncap.cells import CellHParams  # noqa: E402
+from rnncap.network import Network, count_params, units_for_budget  # noqa: E402
+from rnncap.population import train_population  # noqa: E402
+from rnncap.tasks import make_task  # noqa: E402
+from rnncap.train import TrainConfig  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cell")
+    parser.add_argument("budget", type=int, help="parameter budget")
+    parser.add_argument("steps", type=int, help="training steps")
+    parser.add_argument("settings", help="a JSON list of settings, one per member (see above)")
+    parser.add_argument("--depth", type=int, default=None, help="default 1 (the +RNN: 2)")
+    args = parser.parse_args(argv)
+    settings = json.loads(args.settings)
+    depth = args.depth or (2 if args.cell == "plusrnn" else 1)
+    n_in = settings[0].get("n_in", 32)
+    n_h = units_for_budget(args.cell, depth, n_in, 2, args.budget)
+    P = count_params(args.cell, depth, n_in, 2, n_h)
+    nets, tasks, configs = [], [], []
+    for s in settings:
+        tasks.append(make_task("capacity", {"n_samples": int(round(s["bpp"] * P)), "n_in": n_in, "unroll": 5,
+                                            "seed": s["seed"], "batch_size": s.get("batch", 1024),
+                                            "signed": s.get("signed", True), "label_noise": s.get("noise", 0.0)}))
+        nets.append(Network(args.cell, depth, n_in, 2, n_h, CellHParams(weight_scale=s.get("ws", 1.0)), rng=s["seed"]))
+        configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), steps=args.steps,
+                                   eval_every=max(1, args.steps // 30), seed=s["seed"], clip=10.0))
+    started = time.perf_counter()
+    results = train_population(nets, tasks, configs)
+    wall = time.perf_counter() - started
+    for s, r in zip(settings, results):
+        print(json.dumps({**s, "cell": args.cell, "depth": depth, "params": P, "units": n_h, "steps": args.steps,
+                          "status": r.status, "accuracy": r.metrics.get("accuracy"),
+                          "bits_per_parameter": (r.metrics.get("bits") or 0.0) / P, "wall": wall}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
