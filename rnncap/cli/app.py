@@ -135,7 +135,8 @@ TimeLimit = Annotated[Optional[float], typer.Option("--time-limit", callback=pos
 StorePath = Annotated[Optional[str], typer.Option("--store", callback=store_file, help="The study database (SQLite). "
                                                   "Default: $RNNCAP_STORE, else ./rnncap-studies.sqlite.")]
 Workers = Annotated[int, typer.Option("--workers", "-w", min=1, max=MAX_WORKERS,
-                                      help="Trials run at once, each in its own process.")]
+                                      help="Populations of trials run at once, each in its own process "
+                                           "(reproduce: studies run at once).")]
 Scheduler = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:port) to run trials on "
                                                   "instead of local processes: one population per worker thread "
                                                   "at a time (--workers is not used).")]

@@ -193,7 +193,8 @@ def reproduce(
 ):
     """Run one of the paper's experiments: its grid of studies, resumable, into the store.
 
-    Run `rnncap report --out DIR` afterwards for the figures and tables.
+    With --workers W, W studies run at once, each in its own process. Run
+    `rnncap report --out DIR` afterwards for the figures and tables.
     """
     import time
 
