@@ -226,7 +226,7 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
                 out_of_time = time_limit is not None and time.perf_counter() - started > time_limit
                 while not out_of_time and len(in_flight) < executor.slots() and finished + running() < trials:
                     group = _next_population(store, name, spec, strategy, redo, taken, in_flight,
-                                             min(population, trials - finished - running()))
+                                             _share(population, trials - finished - running(), executor.slots()))
                     if not group:                        # the strategy waits for a result, or has finished
                         break
                     sent = [trial for _, _, trial in group]
@@ -257,6 +257,13 @@ def _drive(store: Store, name: str, spec: dict, trials: int, executor, *, worker
         finally:
             for future in in_flight:                 # on an error or Ctrl-C: start nothing more
                 future.cancel()
+
+
+def _share(population: int, left: int, slots: int) -> int:
+    """How many of the ``left`` trials to send out together: at most ``population``, and no more than a
+    ``slots``-th of them, so that the last trials of a study (or a phase of the b search) keep every
+    worker busy instead of one."""
+    return max(1, min(population, left, math.ceil(left / slots)))
 
 
 def _keys(trials: list[dict]) -> list[str]:
