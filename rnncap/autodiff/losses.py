@@ -78,12 +78,18 @@ def _softmax_xent(logits, target, mask, noise: float = 0.0):
     e = xp.exp(z)
     total = _over_classes(xp.add, xp.sum, e)                                # (...)
     onehot = xp.arange(logits.shape[-1]) == target[..., None]               # (..., K)
-    nll = xp.log(total) - _over_classes(xp.add, xp.sum, z * onehot)         # -log q, q = softmax at the target  (...)
+    z_target = _over_classes(xp.add, xp.sum, z * onehot)                    # 0 where the target's logit is largest
+    # -log q, q = softmax at the target, is log(total) - z_target; where the target is largest, total = 1 + (the
+    # others' terms), and log1p of those keeps every digit of a small loss that log(1 + tiny) would round away
+    others = _over_classes(xp.add, xp.sum, e * ~onehot)                     # (...)
+    nll = xp.where(z_target == 0, xp.log1p(others), xp.log(total) - z_target)   # (...)
     weight = mask
     if noise:
         fit = (1.0 - noise) * xp.exp(-nll)                                  # (1 - noise) q
         p = fit + noise / logits.shape[-1]
-        nll = -xp.log(p)
+        # where p is near 1, -log p as -log1p(-(1 - p)) with 1 - q = -expm1(-nll), to keep every digit
+        near_one = (1.0 - noise) * xp.expm1(-nll) - noise * (1.0 - 1.0 / logits.shape[-1])   # p - 1
+        nll = xp.where(p > 0.5, -xp.log1p(xp.maximum(near_one, -0.5)), -xp.log(p))
         weight = mask * (fit / p)                                           # w
     dlogits = (e / total[..., None] - onehot) * weight[..., None]           # (softmax - onehot) w  (..., K)
     return nll * mask, dlogits
