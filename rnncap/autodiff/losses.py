@@ -76,12 +76,12 @@ def _softmax_xent(logits, target, mask, noise: float = 0.0):
     xp = array_module(logits)
     z = logits - _over_classes(xp.maximum, xp.max, logits)[..., None]      # stable: largest logit is 0  (..., K)
     e = xp.exp(z)
-    total = _over_classes(xp.add, xp.sum, e)                                # (...)
     onehot = xp.arange(logits.shape[-1]) == target[..., None]               # (..., K)
     z_target = _over_classes(xp.add, xp.sum, z * onehot)                    # 0 where the target's logit is largest
-    # -log q, q = softmax at the target, is log(total) - z_target; where the target is largest, total = 1 + (the
-    # others' terms), and log1p of those keeps every digit of a small loss that log(1 + tiny) would round away
-    others = _over_classes(xp.add, xp.sum, e * ~onehot)                     # (...)
+    others = _over_classes(xp.add, xp.sum, xp.where(onehot, 0.0, e))        # the other classes' terms  (...)
+    total = xp.exp(z_target) + others                                       # the softmax's denominator  (...)
+    # -log q, q = softmax at the target, is log(total) - z_target; where the target is largest, total = 1 + others,
+    # and log1p(others) keeps every digit of a small loss that log(1 + tiny) would round away
     nll = xp.where(z_target == 0, xp.log1p(others), xp.log(total) - z_target)   # (...)
     weight = mask
     if noise:
