@@ -1,10 +1,12 @@
 """Speed of one training step (forward + backward through time), rnncap against PyTorch.
 
-For each cell and each shape, the median wall time of ``repeats`` calls of
+For each cell and each shape, the wall time of one call of
 ``net.loss_and_grads`` (softmax cross-entropy, float32: at the last step for
 the capacity shape, at every step for the sequence shapes, as those tasks
 train), after ``warmup`` calls. The implementations are timed in turn within
-each repeat (interleaved, the order rotating), and each ratio is the median
+each repeat (interleaved, the order rotating), each in its steady state (a
+quarter of a second of untimed calls, then the median of a block of 3 timed
+ones; see :func:`interleaved_times` for why), and each ratio is the median
 of the per-repeat ratios, so a slow spell of a shared machine hits all of
 them alike. PyTorch, where installed, runs the same equations on
 the same shapes two ways: the same cell written as a loop of tensor
@@ -49,8 +51,18 @@ SHAPES = {
 }
 
 
-def interleaved_times(steps: dict, repeats: int, warmup: int) -> dict:
-    """``{name: [seconds per repeat]}`` for ``steps`` ``{name: (fn, sync)}``, timed in turn each repeat."""
+def interleaved_times(steps: dict, repeats: int, warmup: int, settle: float = 0.25, block: int = 3) -> dict:
+    """``{name: [seconds per repeat]}`` for ``steps`` ``{name: (fn, sync)}``, timed in turn each repeat.
+
+    Each repeat visits every implementation (the order rotating) and times it
+    in its steady state, as a training loop runs it: untimed calls first, for
+    at least ``settle`` seconds, then the median of ``block`` timed calls.
+    The untimed calls matter on a CPU: OpenBLAS's and OpenMP's worker threads
+    keep spinning for up to about 0.1 s after their last piece of work, so
+    whatever runs next shares the cores with them. Measured here (text8 LSTM,
+    2 cores): PyTorch's step 42 ms right after rnncap's and 19 ms in steady
+    state; rnncap's 40 ms right after PyTorch's and 32 ms in steady state.
+    """
     for fn, _ in steps.values():
         for _ in range(warmup):
             fn()
@@ -58,11 +70,17 @@ def interleaved_times(steps: dict, repeats: int, warmup: int) -> dict:
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, sync = steps[name]
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
+            switched = time.perf_counter()
+            while time.perf_counter() - switched < settle:             # let the last one's threads go quiet
+                fn()
+                sync()
+            block_times = []
+            for _ in range(block):
+                start = time.perf_counter()
+                fn()
+                sync()
+                block_times.append(time.perf_counter() - start)
+            times[name].append(statistics.median(block_times))
     return times
 
 
@@ -171,6 +189,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=0.25,
+                        help="seconds of untimed calls before each implementation's timed block")
+    parser.add_argument("--block", type=int, default=3, help="timed calls per implementation and repeat (median)")
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--out", type=Path, default=None)
@@ -196,7 +217,7 @@ def main() -> None:
                 nn_step = torch_nn_step(cell, shape, torch_device)
                 if nn_step is not None:
                     steps["torch_nn"] = (nn_step, torch_sync)
-            times = interleaved_times(steps, args.repeats, args.warmup)
+            times = interleaved_times(steps, args.repeats, args.warmup, args.settle, args.block)
             for name, ts in times.items():
                 row[f"{name}_ms"] = 1e3 * statistics.median(ts)
                 if name != "rnncap":              # rnncap's time over the other's, repeat by repeat
@@ -207,7 +228,8 @@ def main() -> None:
             print(f"{shape_name:9s} {cell:8s} {timings}  {ratios}", flush=True)
     meta = {"device": args.device, "backend": xp.__name__, "numpy": numpy.__version__, "torch": torch_version,
             "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor(),
-            "repeats": args.repeats, "warmup": args.warmup, "statistic": "median wall time of one training step"}
+            "repeats": args.repeats, "warmup": args.warmup, "settle_s": args.settle, "block": args.block,
+            "statistic": "median over repeats of the median of a block of steady-state training steps"}
     if args.device == "gpu":
         meta["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
     if args.out:

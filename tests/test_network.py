@@ -212,6 +212,30 @@ def test_input_steps_equals_the_full_input_gemms(cell, extra_depth, T, S, member
         numpy.testing.assert_allclose(fast.grads[name], full.grads[name], rtol=1e-12, atol=1e-14, err_msg=name)
 
 
+@settings(max_examples=examples(30), deadline=None)
+@given(cell=cell_names, members=st.sampled_from([(), (3,)]), seed=st.integers(0, 2**32 - 1))
+def test_the_transposed_recurrent_weights_change_nothing_but_speed(cell, members, seed):
+    """The backward pass reads W_h from a copy laid out as its transpose: same values, same gradients."""
+    from rnncap.autodiff import bptt
+
+    W = numpy.random.default_rng(seed).normal(size=(*members, 4, 12))
+    rows = bptt.rows_of_transpose(W)
+    numpy.testing.assert_array_equal(rows, W)
+    assert rows.swapaxes(-1, -2).flags.c_contiguous and not W.swapaxes(-1, -2).flags.c_contiguous
+    rng = numpy.random.default_rng(seed)
+    make = lambda: Network(cell, CELLS[cell].min_depth + 1, 3, 4, 6, CellHParams(bias_scale=0.3), rng,  # noqa: E731
+                           dtype=numpy.float64)
+    net = stack([make() for _ in range(members[0])]) if members else make()
+    x, target = rng.normal(size=(*members, 4, 2, 3)), rng.integers(0, 4, size=(*members, 4, 2))
+    fast = net.loss_and_grads(x, target)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bptt, "rows_of_transpose", lambda W: W)
+        plain = net.loss_and_grads(x, target)
+    for name in net.params:
+        numpy.testing.assert_allclose(fast.grads[name], plain.grads[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    numpy.testing.assert_allclose(fast.dx, plain.dx, rtol=1e-12, atol=1e-14)
+
+
 def test_tasks_keep_their_input_steps_promise():
     """A task that declares ``input_steps`` gives batches (and evaluation data) that are zero after them."""
     declared = [name for name, (cls, _) in TASKS.items() if cls.input_steps is not None]

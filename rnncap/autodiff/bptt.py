@@ -79,8 +79,9 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
     dxw = xp.empty((*members, T, B, p["b"].shape[-1]), dtype=dys.dtype)     # (T, B, G*N)
     dx_direct = None                                                        # (T, B, n_in), +RNN only
     dstate = dstate_T
+    q = {**p, "W_h": rows_of_transpose(p["W_h"])}                          # the same values, faster to read back
     for t in reversed(range(T)):
-        dx_t, dxw[..., t, :, :], dstate = cell.step_backward(p, dys[..., t, :, :], dstate, caches[t])
+        dx_t, dxw[..., t, :, :], dstate = cell.step_backward(q, dys[..., t, :, :], dstate, caches[t])
         if dx_t is not None:                                                # a direct path x_t -> y_t (+RNN)
             if dx_direct is None:
                 dx_direct = xp.zeros_like(x)
@@ -96,6 +97,19 @@ def layer_backward(cell, p: dict, tape: LayerTape, dys, dstate_T: tuple, input_g
         if dx_direct is not None:
             dx += dx_direct
     return dx, dstate, grads
+
+
+def rows_of_transpose(W):
+    """``W`` (N, G*N) with its transpose laid out row by row: equal to ``W`` everywhere, but
+    ``W.swapaxes(-1, -2)`` is then C-contiguous.
+
+    Every backward step multiplies by ``W_h^T`` (``dz @ W_h.swapaxes(-1, -2)``);
+    BLAS reads a C-contiguous right-hand side faster than a transposed one (at
+    the text8 shape, (32, 1024) @ (1024, 256): 162 µs against 234 µs on 2
+    cores). One copy per backward pass buys that at every step.
+    """
+    xp = array_module(W)
+    return xp.ascontiguousarray(W.swapaxes(-1, -2)).swapaxes(-1, -2)
 
 
 def _recurrent_weight_grad(cell, caches: list, dxw_2d):
