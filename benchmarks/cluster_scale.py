@@ -2,7 +2,7 @@
 "Scale on paper".
 
 ``cost``: CPU seconds per trial of every study of every experiment's full
-preset. For each distinct shape (task, task options, depth, units) of the GRU
+preset (``--preset`` for another). For each distinct shape (task, task options, depth, units) of the GRU
 studies, one trial (the study's fixed settings, default hyperparameters,
 ``b = 3P`` on the capacity tasks) is trained alone, in this process, with one
 BLAS thread; a run of 2 steps and a longer one give the CPU time of one step
@@ -78,7 +78,8 @@ def shape_of(spec: dict) -> str:
                        spec["fixed"].get("eval_every", 0)], sort_keys=True)
 
 
-def cost(out: Path | None, measured_file: Path | None = None, cores=(2, 16, 64, 256, 1024)) -> dict:
+def cost(out: Path | None, measured_file: Path | None = None, cores=(2, 16, 64, 256, 1024),
+         preset: str = "full") -> dict:
     """``measured_file``: the ``measured`` of an earlier run, to compute again without measuring again."""
     from rnncap.population import default_population
 
@@ -88,7 +89,7 @@ def cost(out: Path | None, measured_file: Path | None = None, cores=(2, 16, 64, 
     for name, experiment in EXPERIMENTS.items():
         if experiment.studies_of:                           # reads another experiment's studies
             continue
-        plans = experiment_plans(name, "full")
+        plans = experiment_plans(name, preset)
         per_trial = []
         for plan in plans:
             shape = shape_of(plan.spec)
@@ -112,7 +113,7 @@ def cost(out: Path | None, measured_file: Path | None = None, cores=(2, 16, 64, 
                                     "max": max(per_trial) / 3600},
             "cpu_hours": sum(per_trial) / 3600,
         }
-    result = {"what": "CPU hours of the full presets, from measured step and evaluation times (GRU shapes)",
+    result = {"what": f"CPU hours of the {preset} presets, from measured step and evaluation times (GRU shapes)",
               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "experiments": experiments,
               "cpu_hours": sum(e["cpu_hours"] for e in experiments.values()),
               "wall_hours_on_workers": {C: seconds / 3600 for C, seconds in wall.items()},
@@ -167,8 +168,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--measured", type=Path, help="cost: step and evaluation times of an earlier run (its "
                         "'measured'), to compute again without measuring")
+    parser.add_argument("--preset", default="full", help="cost: the preset to cost (default full)")
     args = parser.parse_args()
-    result = cost(args.out, args.measured) if args.what == "cost" else scaling(args.repeats, args.trials, args.out)
+    result = cost(args.out, args.measured, preset=args.preset) if args.what == "cost" else scaling(args.repeats, args.trials, args.out)
     print(json.dumps(result, indent=1))
 
 

@@ -4,12 +4,17 @@ An experiment is a list of *study plans*: a study's spec (task, cell, depth,
 size, strategy, fixed settings; see :func:`rnncap.tune.study.study_spec`),
 its name, and how many trials to run. Its specs carry ``tags`` (experiment,
 preset, and what the figure plots: unroll, variant, ...) that
-:mod:`rnncap.report` reads. Every experiment has three presets:
+:mod:`rnncap.report` reads. Every experiment has four presets:
 
 - ``smoke``: a few seconds, for the test suite (it proves the plumbing only);
 - ``quick``: at most about 30 minutes on a 2-core laptop: smaller sizes, fewer
   trials, the narrow quick search space (:func:`rnncap.tune.space.quick_search_space`)
   and fixed training settings that we know train;
+- ``standard``: a few hours on 2 cores: the quick space and training
+  settings, with the paper's sizes where they are affordable (the memory
+  task's n_in = 64, Table 1's random search with 40 draws per cell and depth,
+  capacity budgets over 1.5 decades, text8 trained 3000 steps) and more
+  trials per point;
 - ``full``: the paper's sizes and trial counts as closely as we can state
   them (its appendix is not available to us): the full search space, a GP
   tuner, hundreds of trials per point. Days of CPU time; use ``--workers``
@@ -37,7 +42,7 @@ from rnncap.progress import ProgressBar
 from rnncap.tasks.capacity import LABEL_NOISE
 from rnncap.tune.space import KNOWN_TO_TRAIN
 
-PRESETS = ("smoke", "quick", "full")
+PRESETS = ("smoke", "quick", "standard", "full")
 ALL_CELLS = tuple(CELLS)                        # rnn, irnn, ugrnn, gru, lstm, plusrnn
 CHOICE_CELLS = tuple(c for c in CELLS if len(CELLS[c].nonlinearities) > 1)   # tanh or ReLU
 
@@ -77,15 +82,15 @@ def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials
     return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)
 
 
-def _grid(preset: str, smoke, quick, full):
-    return {"smoke": smoke, "quick": quick, "full": full}[preset]
+def _grid(preset: str, smoke, quick, standard, full):
+    return {"smoke": smoke, "quick": quick, "standard": standard, "full": full}[preset]
 
 
 def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dict]:
     """The search space a preset uses, and what its trials hold fixed.
 
-    Quick and smoke presets search the narrow quick space with ``training``
-    fixed (settings known to train); full presets search everything.
+    Smoke, quick and standard presets search the narrow quick space with
+    ``training`` fixed (settings known to train); full presets search everything.
     """
     space = "full" if preset == "full" else "quick"
     return space, {"steps": steps, **more, **(training if space == "quick" else {})}
@@ -94,10 +99,10 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
 def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
     """Space, fixed settings and task options shared by the capacity-task experiments (the training of
     ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick preset)."""
-    steps = _grid(preset, 40, 10000, 20000)
+    steps = _grid(preset, 40, 10000, 20000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
     # n_in: 2^n_in distinct inputs must cover the largest b (the full preset's budgets reach 10^5 parameters)
-    return space, fixed, {"n_in": _grid(preset, 8, 16, 24), "unroll": unroll, "batch_size": 1024,
+    return space, fixed, {"n_in": _grid(preset, 8, 16, 16, 24), "unroll": unroll, "batch_size": 1024,
                           "label_noise": LABEL_NOISE}
 
 
@@ -105,11 +110,11 @@ def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
 
 def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]:
     """Figure 1a-h: capacity task, unroll 5, six cells, depths 1, 2, 4, a range of budgets."""
-    depths = _grid(preset, (1,), (1,), (1, 2, 4))
-    budgets = _grid(preset, (150,), (250, 500, 1000), (300, 1000, 3000, 10000, 30000, 100000))
-    trials = _grid(preset, 2, 6, 300)
+    depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (150,), (250, 500, 1000), (100, 300, 1000, 3000), (300, 1000, 3000, 10000, 30000, 100000))
+    trials = _grid(preset, 2, 6, 6, 300)
     space, fixed, options = _capacity_settings(preset)
-    strategy = _grid(preset, "bsearch", "bsearch", "gp")    # few trials: search b from known settings
+    strategy = _grid(preset, "bsearch", "bsearch", "bsearch", "gp")    # few trials: search b from known settings
     return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=space, fixed=fixed,
                   task_options=options, strategy=strategy)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
@@ -117,8 +122,8 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
 
 def relu_plans(preset: str) -> list[StudyPlan]:
     """Figure 2a: the cells with a choice of nonlinearity, tuned ('all') or held to ReLU ('relu')."""
-    budget = _grid(preset, 150, 1000, 10000)
-    trials = _grid(preset, 2, 6, 300)
+    budget = _grid(preset, 150, 1000, 1000, 10000)
+    trials = _grid(preset, 2, 6, 6, 300)
     space, fixed, options = _capacity_settings(preset)
     variants = {"all": fixed, "relu": {**fixed, "nonlinearity": "relu"}}
     return [_plan("relu", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=variant_fixed,
@@ -128,10 +133,10 @@ def relu_plans(preset: str) -> list[StudyPlan]:
 
 def unroll_plans(preset: str) -> list[StudyPlan]:
     """Figure 2b: bits per parameter against the number of unrolled steps."""
-    cells = _grid(preset, ("rnn",), ("rnn", "gru", "lstm"), ALL_CELLS)
-    unrolls = _grid(preset, (1, 2), (1, 2, 5, 10), (1, 2, 3, 5, 8, 12, 16))
-    budget = _grid(preset, 150, 500, 1000)
-    trials = _grid(preset, 2, 4, 200)
+    cells = _grid(preset, ("rnn",), ("rnn", "gru", "lstm"), ("rnn", "gru", "lstm"), ALL_CELLS)
+    unrolls = _grid(preset, (1, 2), (1, 2, 5, 10), (1, 2, 3, 5, 8), (1, 2, 3, 5, 8, 12, 16))
+    budget = _grid(preset, 150, 500, 500, 1000)
+    trials = _grid(preset, 2, 4, 4, 200)
     settings = {unroll: _capacity_settings(preset, unroll) for unroll in unrolls}   # (space, fixed, options)
     return [_plan("unroll", preset, "capacity", cell, 1, trials, budget=budget, space=settings[unroll][0],
                   fixed=settings[unroll][1], task_options=settings[unroll][2], tags={"unroll": unroll})
@@ -140,11 +145,11 @@ def unroll_plans(preset: str) -> list[StudyPlan]:
 
 def memory_plans(preset: str) -> list[StudyPlan]:
     """Figure 2c: recall error against units per layer, all cells (n_in = 64 in the paper)."""
-    n_in = _grid(preset, 4, 32, 64)
-    units = _grid(preset, (2, 4), (8, 16, 24, 32, 48), (8, 16, 32, 48, 64, 80, 96, 128))
-    depths = _grid(preset, (1,), (1,), (1, 2, 4))
-    trials = _grid(preset, 1, 2, 50)
-    space, fixed = _settings(preset, _grid(preset, 40, 2000, 10000), CAPACITY_TRAINING)
+    n_in = _grid(preset, 4, 32, 64, 64)
+    units = _grid(preset, (2, 4), (8, 16, 24, 32, 48), (16, 32, 48, 64, 80), (8, 16, 32, 48, 64, 80, 96, 128))
+    depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
+    trials = _grid(preset, 1, 2, 2, 50)
+    space, fixed = _settings(preset, _grid(preset, 40, 2000, 4000, 10000), CAPACITY_TRAINING)
     return [_plan("memory", preset, "memory", cell, depth, trials, units=n_h, space=space, fixed=fixed,
                   task_options={"n_in": n_in, "unroll": 5})
             for depth in depths for cell in ALL_CELLS for n_h in units]
@@ -152,12 +157,13 @@ def memory_plans(preset: str) -> list[StudyPlan]:
 
 def text8_plans(preset: str) -> list[StudyPlan]:
     """Figure 3: held-out bits per character against parameters (and units), depths 1, 2, 4."""
-    depths = _grid(preset, (1,), (1,), (1, 2, 4))
-    budgets = _grid(preset, (1500,), (5000, 20000), (10000, 30000, 100000, 300000, 1000000))
-    trials = _grid(preset, 1, 2, 100)
+    depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (1500,), (5000, 20000), (5000, 20000), (10000, 30000, 100000, 300000, 1000000))
+    trials = _grid(preset, 1, 2, 2, 100)
     options = _grid(preset, {"max_chars": 20000, "window": 10, "batch_size": 8, "eval_chars": 2000},
-                    {"window": 50, "batch_size": 32, "eval_chars": 50000}, {})
-    space, fixed = _settings(preset, _grid(preset, 10, 400, 20000), SEQUENCE_TRAINING)
+                    {"window": 50, "batch_size": 32, "eval_chars": 50000},
+                    {"window": 50, "batch_size": 32, "eval_chars": 100000}, {})
+    space, fixed = _settings(preset, _grid(preset, 10, 400, 3000, 20000), SEQUENCE_TRAINING)
     return [_plan("text8", preset, "text8", cell, depth, trials, budget=budget, space=space, fixed=fixed,
                   task_options=options)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
@@ -165,12 +171,13 @@ def text8_plans(preset: str) -> list[StudyPlan]:
 
 def rcf_plans(preset: str) -> list[StudyPlan]:
     """Figure 3: random continuous functions, squared error against parameters."""
-    depths = _grid(preset, (1,), (1,), (1, 2, 4))
-    budgets = _grid(preset, (150,), (300, 1000), (300, 1000, 3000, 10000, 30000))
-    trials = _grid(preset, 1, 3, 200)
+    depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
+    budgets = _grid(preset, (150,), (300, 1000), (300, 1000, 3000), (300, 1000, 3000, 10000, 30000))
+    trials = _grid(preset, 1, 3, 3, 200)
     options = _grid(preset, {"n_samples": 64, "n_in": 4}, {"n_samples": 2048, "batch_size": 256},
+                    {"n_samples": 2048, "batch_size": 256},
                     {"batch_size": 256})
-    space, fixed = _settings(preset, _grid(preset, 30, 3000, 20000), CAPACITY_TRAINING)
+    space, fixed = _settings(preset, _grid(preset, 30, 3000, 6000, 20000), CAPACITY_TRAINING)
     return [_plan("rcf", preset, "rcf", cell, depth, trials, budget=budget, space=space, fixed=fixed,
                   task_options=options)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
@@ -178,12 +185,14 @@ def rcf_plans(preset: str) -> list[StudyPlan]:
 
 def _hard_task_plans(experiment: str, preset: str, task: str) -> list[StudyPlan]:
     """Figure 4: GP tuning on a hard task; the report plots min and median loss by trial."""
-    depths = _grid(preset, (1, 2), (1, 4), (1, 2, 4, 8))
-    budget = _grid(preset, 800, 5000, 100000)
-    trials = _grid(preset, 2, 5, 500)
-    steps = _grid(preset, 10, 300, 20000)
-    options = {"parens": _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 50, "eval_samples": 256}, {}),
-               "arith": _grid(preset, {"digits": 2, "eval_samples": 32}, {"digits": 2, "eval_samples": 256}, {})}[task]
+    depths = _grid(preset, (1, 2), (1, 4), (1, 4), (1, 2, 4, 8))
+    budget = _grid(preset, 800, 5000, 5000, 100000)
+    trials = _grid(preset, 2, 5, 10, 500)
+    steps = _grid(preset, 10, 300, 1000, 20000)
+    options = {"parens": _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 50, "eval_samples": 256},
+                               {"length": 50, "eval_samples": 256}, {}),
+               "arith": _grid(preset, {"digits": 2, "eval_samples": 32}, {"digits": 2, "eval_samples": 256},
+                              {"digits": 2, "eval_samples": 256}, {})}[task]
     return [_plan(experiment, preset, task, cell, depth, trials, budget=budget, space="full", fixed={"steps": steps},
                   task_options=options)
             for depth in depths for cell in ALL_CELLS]
@@ -199,10 +208,11 @@ def arith_plans(preset: str) -> list[StudyPlan]:
 
 def random_hp_plans(preset: str) -> list[StudyPlan]:
     """Figure 5 and Table 1: random hyperparameters on parens, depths 1 and 8 (200k parameters in the paper)."""
-    budget = _grid(preset, 800, 3000, 200000)
-    trials = _grid(preset, 3, 8, 1000)
-    steps = _grid(preset, 10, 150, 20000)
-    options = _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 30, "eval_samples": 128}, {})
+    budget = _grid(preset, 800, 3000, 3000, 200000)
+    trials = _grid(preset, 3, 8, 40, 1000)
+    steps = _grid(preset, 10, 150, 500, 20000)
+    options = _grid(preset, {"length": 10, "eval_samples": 32}, {"length": 30, "eval_samples": 128},
+                    {"length": 30, "eval_samples": 128}, {})
     return [_plan("random-hp", preset, "parens", cell, depth, trials, budget=budget, space="full",
                   strategy="random", fixed={"steps": steps}, task_options=options)
             for depth in (1, 8) for cell in ALL_CELLS if not (cell == "plusrnn" and depth == 1)]

@@ -18,7 +18,7 @@ from rnncap.network import count_params
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("preset", ["smoke", "quick"])
+@pytest.mark.parametrize("preset", ["smoke", "quick", "standard"])
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_grids_are_well_formed(name, preset):
     plans = experiment_plans(name, preset)
@@ -60,7 +60,7 @@ def test_unknown_experiment_or_preset_is_an_error():
         experiment_plans("figure-9", "quick")
     with pytest.raises(RnncapError, match="unknown preset"):
         experiment_plans("capacity", "huge")
-    assert PRESETS == ("smoke", "quick", "full")
+    assert PRESETS == ("smoke", "quick", "standard", "full")
 
 
 def test_the_registry_lists_every_experiment_once_for_the_cli():

@@ -181,8 +181,8 @@ def _print_study(summary: dict, json_output: bool) -> None:
 @app.command()
 def reproduce(
     experiment: Annotated[str, typer.Argument(help=experiments_help())],
-    preset: Annotated[str, typer.Option(help="smoke (seconds), quick (minutes on 2 cores) or full "
-                                        "(the paper's sizes: days).")] = "quick",
+    preset: Annotated[str, typer.Option(help="smoke (seconds), quick (minutes on 2 cores), standard "
+                                        "(hours on 2 cores) or full (the paper's sizes: days).")] = "quick",
     store: StorePath = None,
     workers: Workers = 1,
     population: Population = None,

@@ -6,8 +6,8 @@ definition the CLI's ``study show`` uses too; this module adds only what the
 figures need besides: the objectives of the feasible trials and the time the
 trials took.
 
-**Presets**: one preset per experiment, the largest present (full > quick >
-smoke, then any other tag), preferring one that has at least one feasible
+**Presets**: one preset per experiment, the largest present (full > standard >
+quick > smoke, then any other tag), preferring one that has at least one feasible
 trial, so that a full run just started does not hide a finished quick one.
 ``presets`` restricts the choice (``presets="quick"`` reports quick runs even
 when a full run exists).
