@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from rnncap.experiments import EXPERIMENTS, Experiment
+from rnncap.experiments import EXPERIMENTS, PRESETS, Experiment
 from rnncap.formatting import duration, plain
 from rnncap.report.markdown import Section, markdown_table
 from rnncap.report.results import as_tuple, collect_results, elapsed
@@ -69,7 +69,7 @@ def write_report(store, out_dir, presets=None) -> dict:
     header = ["# rnncap report\n", f"Store: `{store.path}`.\n",
               "Figures reproduce Collins, Sohl-Dickstein & Sussillo (ICLR 2017); \"best\" is the best objective "
               "over a study's feasible trials. One preset is reported per experiment: the largest present "
-              "(full > quick > smoke) that has feasible trials"
+              f"({' > '.join(reversed(PRESETS))}) that has feasible trials"
               + (f", among {', '.join(as_tuple(presets))}" if presets else "") + ".\n"]
     if overview:
         header += markdown_table(["experiment", "figure", "preset", "studies", "trials", "trial time (sum)",
