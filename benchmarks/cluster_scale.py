@@ -2,8 +2,8 @@
 "Scale on paper".
 
 ``cost``: CPU seconds per trial of every study of every experiment's full
-preset (``--preset`` for another). For each distinct shape (task, task options, depth, units) of the GRU
-studies, one trial (the study's fixed settings, default hyperparameters,
+preset (``--preset`` for another). For each distinct shape (task, task
+options, depth, units) of the GRU studies, one trial (the study's fixed settings, default hyperparameters,
 ``b = 3P`` on the capacity tasks) is trained alone, in this process, with one
 BLAS thread; a run of 2 steps and a longer one give the CPU time of one step
 (their difference, so that building the task and the final evaluation
@@ -170,7 +170,10 @@ def main() -> None:
                         "'measured'), to compute again without measuring")
     parser.add_argument("--preset", default="full", help="cost: the preset to cost (default full)")
     args = parser.parse_args()
-    result = cost(args.out, args.measured, preset=args.preset) if args.what == "cost" else scaling(args.repeats, args.trials, args.out)
+    if args.what == "cost":
+        result = cost(args.out, args.measured, preset=args.preset)
+    else:
+        result = scaling(args.repeats, args.trials, args.out)
     print(json.dumps(result, indent=1))
 
 
