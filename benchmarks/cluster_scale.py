@@ -3,16 +3,16 @@
 
 ``cost``: CPU seconds per trial of every study of every experiment's full
 preset (``--preset`` for another). For each distinct shape (task, task
-options, depth, units) of the GRU studies, one trial (the study's fixed settings, default hyperparameters,
-``b = 3P`` on the capacity tasks) is trained alone, in this process, with one
-BLAS thread; a run of 2 steps and a longer one give the CPU time of one step
-(their difference, so that building the task and the final evaluation
-cancel), and one evaluation is timed on its own. A trial of the study then
-costs ``steps * step + evaluations * evaluation`` (the capacity tasks evaluate
-every ``eval_every`` steps and at the end; the others at the end). Every cell
-is charged the GRU's time at the same depth and budget, and populations
-(which make small trials cheaper, see ``throughput.py``) are not counted: an
-estimate, from measured parts.
+options, depth, units) of the GRU studies, one trial (the study's fixed
+settings, default hyperparameters, ``b = 3P`` on the capacity tasks) is
+trained alone, in this process, with one BLAS thread; a run of 2 steps and a
+longer one give the CPU time of one step (their difference, so that building
+the task and the final evaluation cancel), and one evaluation is timed on its
+own. A trial of the study then costs ``steps * step + evaluations *
+evaluation`` (the capacity tasks evaluate every ``eval_every`` steps and at
+the end; the others at the end). Every cell is charged the GRU's time at the
+same depth and budget, and populations (which make small trials cheaper, see
+``throughput.py``) are not counted: an estimate, from measured parts.
 
 ``scaling``: trials per hour of one study on a ``distributed.LocalCluster``
 of 1 and of 2 worker processes (one thread each), in turn, ``--repeats``
