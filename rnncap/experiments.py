@@ -10,7 +10,7 @@ preset, and what the figure plots: unroll, variant, ...) that
 - ``quick``: at most about 30 minutes on a 2-core laptop: smaller sizes, fewer
   trials, the narrow quick search space (:func:`rnncap.tune.space.quick_search_space`)
   and fixed training settings that we know train;
-- ``standard``: a few hours on 2 cores: the quick space and training
+- ``standard``: about two hours on 2 cores: the quick space and training
   settings, with the paper's sizes where they are affordable (the memory
   task's n_in = 64, Table 1's random search with 40 draws per cell and depth,
   capacity budgets over 1.5 decades, text8 trained 3000 steps) and more
