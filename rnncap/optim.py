@@ -151,9 +151,32 @@ def make_optimizer(name: str, momentum: float = 0.9):
     raise RnncapError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
 
 
-def learning_rate(lr: float, decay: float, step: int, total_steps: int) -> float:
-    """Exponential decay from ``lr`` at step 0 to ``lr * decay`` at the last step."""
-    return lr * decay ** (step / max(1, total_steps))
+LR_SCHEDULES = ("exponential", "linear", "cosine")
+
+
+def learning_rate(lr, decay, step: int, total_steps: int, schedule: str = "exponential"):
+    """The rate at ``step``: from ``lr`` at step 0 to ``lr * decay`` at the last step, along ``schedule``.
+
+    With ``f = step / total_steps`` and ``d = decay``:
+
+        exponential   lr * d^f
+        linear        lr * (1 - (1 - d) f)
+        cosine        lr * (d + (1 - d) (1 + cos(pi f)) / 2)
+
+    Decaying to near zero helps memorisation only along the last two: at a
+    1000-parameter budget the RNN stored 4.15 bits per parameter with the
+    linear schedule to ``lr/1000``, against 3.88 decaying tenfold and 3.77
+    a thousandfold exponentially, which spends most of the run at tiny rates
+    (REPRODUCTION.md). ``lr`` and ``decay`` may be arrays (K,), one per member.
+    """
+    f = step / max(1, total_steps)
+    if schedule == "exponential":
+        return lr * decay ** f
+    if schedule == "linear":
+        return lr * (1.0 - (1.0 - decay) * f)
+    if schedule == "cosine":
+        return lr * (decay + (1.0 - decay) * 0.5 * (1.0 + math.cos(math.pi * f)))
+    raise RnncapError(f"unknown learning-rate schedule {schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
 
 
 def is_weight(name: str) -> bool:

@@ -40,7 +40,8 @@ from rnncap.network import Network
 from rnncap.optim import add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
 from rnncap.progress import ProgressBar
 from rnncap.tasks.base import population_batches
-from rnncap.train import TrainConfig, TrainResult, better_of, checkpoint_due, diverged_reason, history_stride
+from rnncap.train import (TrainConfig, TrainResult, better_of, checkpoint_due, diverged_reason, history_stride,
+                          whole_from)
 
 MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
 POPULATION_PARAMS = 8_000                 # the default population holds about this many parameters in all
@@ -93,7 +94,7 @@ def member(pop: Network, k: int) -> Network:
 
 def _shared(configs: list[TrainConfig], tasks) -> TrainConfig:
     first = configs[0]
-    for name in ("optimizer", "steps", "eval_every", "checkpoint_every"):
+    for name in ("optimizer", "steps", "eval_every", "checkpoint_every", "lr_schedule", "full_batch_tail"):
         if len({getattr(c, name) for c in configs}) > 1:
             raise RnncapError(f"a population's members must share {name}")
     if first.optimizer == "lbfgs":
@@ -133,7 +134,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
     optimizer = make_optimizer(config.optimizer, array("momentum"))
     opt_state = optimizer.init(pop.params, members=1)
     rngs = [numpy.random.default_rng(c.seed) for c in configs]
-    next_batch = population_batches(tasks, rngs)
+    next_batch = population_batches(tasks, rngs, whole_from(config, task0))
     active = numpy.ones(K, dtype=bool)
     first_loss = numpy.full(K, math.nan)
     reported = numpy.full(K, math.nan)
@@ -192,7 +193,7 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             if not active.all():                           # frozen members: no gradient, no step
                 g[xp.asarray(~active)] = 0.0
             clip_by_norm(g, clip)
-            rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps), 0.0)      # (K,)
+            rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps, config.lr_schedule), 0.0)      # (K,)
             optimizer.update(pop.params, g, opt_state, rate)
             step += 1
             if step % stride == 0 or step == config.steps:

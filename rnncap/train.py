@@ -25,16 +25,25 @@ from rnncap import checkpoint as ckpt
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.optim import OPTIMIZERS, add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
+from rnncap.optim import LR_SCHEDULES, OPTIMIZERS, add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``lr_decay`` is the factor the learning rate has fallen by at the last step."""
+    """How to train.
+
+    ``lr_decay`` is the factor the learning rate has fallen by at the last
+    step, along ``lr_schedule`` (:func:`rnncap.optim.learning_rate`).
+    ``full_batch_tail`` is the fraction of the steps, at the end, that train
+    on the task's whole dataset instead of a minibatch (tasks with a fixed
+    dataset only; 0: none).
+    """
 
     optimizer: str = "adam"
     lr: float = 1e-2
     lr_decay: float = 1.0
+    lr_schedule: str = "exponential"
+    full_batch_tail: float = 0.0
     momentum: float = 0.9
     clip: float | None = 10.0
     l2: float = 0.0
@@ -47,9 +56,13 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise RnncapError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise RnncapError(f"unknown learning-rate schedule {self.lr_schedule!r}: choose one of "
+                              f"{', '.join(LR_SCHEDULES)}")
         checks = [
             (self.lr > 0 and math.isfinite(self.lr), f"the learning rate must be > 0, got {self.lr}"),
             (0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], got {self.lr_decay}"),
+            (0 <= self.full_batch_tail <= 1, f"full_batch_tail must be in [0, 1], got {self.full_batch_tail}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.clip is None or self.clip > 0, f"the clipping threshold must be > 0, got {self.clip}"),
             (self.l2 >= 0, f"the L2 weight must be >= 0, got {self.l2}"),
@@ -85,6 +98,16 @@ def checkpoint_due(step: int, config: TrainConfig, seconds: float | None, saved_
     if seconds is not None:
         return time.perf_counter() - saved_at >= seconds
     return step % config.checkpoint_every == 0
+
+
+def whole_from(config: TrainConfig, task) -> int | None:
+    """The first step that trains on the task's whole dataset (``config.full_batch_tail``); None: no such step."""
+    if not config.full_batch_tail or config.optimizer == "lbfgs":
+        return None
+    if not task.fixed_dataset:
+        raise RnncapError(f"full_batch_tail needs a task with a fixed dataset; the {task.name} task draws "
+                          "new batches: leave it at 0")
+    return config.steps - int(round(config.full_batch_tail * config.steps))
 
 
 def diverged_reason(value: float, first_loss: float, factor: float) -> str | None:
@@ -134,10 +157,10 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
     # a run resumed after its last step takes none: its loss is the last one recorded
     loss = history[-1][1] if history and history[-1][0] == step else math.nan
     status, reason, last = "done", None, None
-    stride = history_stride(config.steps)
+    stride, whole = history_stride(config.steps), whole_from(config, task)
     with ProgressBar(progress, config.steps, f"{task.name} {net.cell.name}") as bar:
         while step < config.steps:
-            batch = task.batch(step, rng)
+            batch = task.whole() if whole is not None and step >= whole else task.batch(step, rng)
             state0 = carried if batch.carry else None
             result = net.loss_and_grads(batch.x, batch.target, batch.mask, task.loss, state0, input_grad=False,
                                         input_steps=task.input_steps)
@@ -153,7 +176,8 @@ def train(net, task, config: TrainConfig = TrainConfig(), *, checkpoint_path=Non
             last = (batch, state0)
             g = flatten({name: grads[name] for name in net.params})             # one vector: clipped in one pass
             clip_by_norm(g, config.clip)
-            optimizer.update(net.params, g, opt_state, learning_rate(config.lr, config.lr_decay, step, config.steps))
+            optimizer.update(net.params, g, opt_state, learning_rate(config.lr, config.lr_decay, step, config.steps,
+                                                                          config.lr_schedule))
             step += 1
             if step % stride == 0 or step == config.steps:
                 history.append((step, loss))

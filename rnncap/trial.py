@@ -87,7 +87,8 @@ def population_key(task, net, config) -> tuple:
     as wide as ``b``)."""
     batch = task.batch(0, numpy.random.default_rng(0))                 # a throwaway draw: only its shapes count
     return (net.cell.name, net.cell.nonlinearity, net.depth, net.n_in, net.n_out, net.n_h, config.optimizer,
-            config.steps, config.eval_every, task.name, task.loss, tuple(tuple(a.shape) for a in batch[:3]))
+            config.steps, config.eval_every, config.lr_schedule, config.full_batch_tail, task.name, task.loss,
+            tuple(tuple(a.shape) for a in batch[:3]))
 
 
 def run_trials(trials: list[dict], *, device: str | None = None, progress=None,

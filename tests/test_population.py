@@ -16,6 +16,7 @@ from rnncap.cells import CELLS, CellHParams
 from rnncap.cli import app
 from rnncap.errors import RnncapError
 from rnncap.network import Network
+from rnncap.optim import LR_SCHEDULES
 from rnncap.population import member, stack, train_population
 from rnncap.store import Store
 from rnncap.tasks import make_task
@@ -61,23 +62,27 @@ def test_member_and_stack_are_inverse():
         assert all(numpy.array_equal(one.params[n], net.params[n]) for n in net.params)
 
 
-def _capacity_member(k: int, cell: str, lr: float, b_fg: float, clip: float | None, steps: int):
-    """Member k of a capacity-task population; plain cross-entropy, whose unbounded loss lets a member diverge."""
+def _capacity_member(k: int, cell: str, lr: float, b_fg: float, clip: float | None, steps: int,
+                     schedule: str = "exponential", tail: float = 0.0):
+    """Member k of a capacity-task population; plain cross-entropy, whose unbounded loss lets a member diverge.
+    Members differ in ``b``: trained on whole datasets (``tail``), the smaller ones are padded."""
     task = make_task("capacity", {"n_samples": 60 + 13 * k, "n_in": 5, "unroll": 3, "seed": k, "batch_size": 32,
                                   "label_noise": 0.0})
     net = Network(cell, _depth(cell, 1), 5, 2, 4, CellHParams(b_fg=b_fg, weight_scale=0.7 + 0.2 * k), rng=k)
-    config = TrainConfig(lr=lr, lr_decay=0.3, clip=clip, l2=1e-4 * k, steps=steps, eval_every=10, seed=k)
+    config = TrainConfig(lr=lr, lr_decay=0.3, lr_schedule=schedule, full_batch_tail=tail, clip=clip, l2=1e-4 * k,
+                         steps=steps, eval_every=10, seed=k)
     return net, task, config
 
 
 @settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cell=cells, K=st.integers(2, 5), lrs=st.lists(st.floats(1e-3, 3e-2), min_size=5, max_size=5),
-       b_fgs=st.lists(st.floats(-1.0, 3.0), min_size=5, max_size=5), diverging=st.integers(0, 4))
-def test_members_train_as_they_would_alone(cell, K, lrs, b_fgs, diverging):
+       b_fgs=st.lists(st.floats(-1.0, 3.0), min_size=5, max_size=5), diverging=st.integers(0, 4),
+       schedule=st.sampled_from(LR_SCHEDULES), tail=st.sampled_from([0.0, 0.3]))
+def test_members_train_as_they_would_alone(cell, K, lrs, b_fgs, diverging, schedule, tail):
     """Each member's status, steps and loss as alone; one member is made to diverge and is frozen."""
     def member_k(k):
         lr, clip = (1e4, None) if k == diverging % K else (lrs[k], 5.0)
-        return _capacity_member(k, cell, lr, b_fgs[k], clip, steps=40)
+        return _capacity_member(k, cell, lr, b_fgs[k], clip, steps=40, schedule=schedule, tail=tail)
 
     alone = [train(*member_k(k)) for k in range(K)]
     members = [member_k(k) for k in range(K)]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from rnncap.cli import app
 from rnncap.errors import RnncapError
 from rnncap.network import Network
-from rnncap.optim import SGD, Adam, RMSProp, add_l2, clip_by_norm, flatten, learning_rate
+from rnncap.optim import LR_SCHEDULES, SGD, Adam, RMSProp, add_l2, clip_by_norm, flatten, learning_rate
 from rnncap.tasks.capacity import CapacityConfig, CapacityTask, binary_entropy, mutual_information_bits
 from rnncap.tasks.memory import MemoryConfig, MemoryTask
 from rnncap.train import TrainConfig, train
@@ -105,8 +105,22 @@ def test_clipping_l2_and_decay():
     assert learning_rate(1.0, 0.01, 0, 100) == 1.0 and math.isclose(learning_rate(1.0, 0.01, 100, 100), 0.01)
 
 
+@pytest.mark.parametrize("schedule", LR_SCHEDULES)
+def test_every_schedule_falls_from_lr_to_lr_times_decay(schedule):
+    """Each schedule starts at lr, ends at lr * decay, falls monotonically, and takes one rate per member."""
+    rates = [learning_rate(2.0, 0.01, step, 50, schedule) for step in range(51)]
+    assert rates[0] == 2.0 and math.isclose(rates[-1], 0.02)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    lr, decay = numpy.array([1.0, 3.0]), numpy.array([0.1, 0.5])
+    numpy.testing.assert_allclose(learning_rate(lr, decay, 7, 20, schedule),
+                                  [learning_rate(1.0, 0.1, 7, 20, schedule), learning_rate(3.0, 0.5, 7, 20, schedule)])
+    assert math.isclose(learning_rate(1.0, 0.0, 10, 20, "linear"), 0.5)           # halfway, linearly
+    assert math.isclose(learning_rate(1.0, 0.0, 10, 20, "cosine"), 0.5)           # and on the cosine
+
+
 @pytest.mark.parametrize("bad", [dict(lr=0.0), dict(lr_decay=0.0), dict(steps=0), dict(optimizer="adagrad"),
-                                 dict(clip=-1.0), dict(l2=-1.0), dict(momentum=1.0)])
+                                 dict(clip=-1.0), dict(l2=-1.0), dict(momentum=1.0), dict(lr_schedule="step"),
+                                 dict(full_batch_tail=-0.1), dict(full_batch_tail=1.5)])
 def test_bad_training_config_is_refused(bad):
     with pytest.raises(RnncapError):
         TrainConfig(**bad)
@@ -120,6 +134,29 @@ def test_hparams_split_and_unknown_names():
 
 
 # training ----------------------------------------------------------------------------------
+
+def test_a_full_batch_tail_trains_on_the_whole_dataset():
+    """A tail of 1 is full-batch training from the first step: the same numbers as batch_size None, bit for
+    bit; a tail of 0.5 follows the minibatch run for half the steps and then departs from it."""
+    def run(batch_size, tail):
+        net = Network("rnn", 1, 8, 2, 6, rng=0)
+        return train(net, _tiny_capacity(b=40, batch_size=batch_size),
+                     TrainConfig(lr=1e-2, steps=30, full_batch_tail=tail, seed=2)), net
+    whole, whole_net = run(None, 0.0)
+    tail, tail_net = run(8, 1.0)
+    assert tail.history == whole.history and tail.loss == whole.loss
+    assert all(numpy.array_equal(whole_net.params[k], tail_net.params[k]) for k in whole_net.params)
+    minibatch, _ = run(8, 0.0)
+    half, _ = run(8, 0.5)
+    assert half.history[:15] == minibatch.history[:15] and half.history[15:] != minibatch.history[15:]
+
+
+def test_a_full_batch_tail_needs_a_fixed_dataset():
+    task = MemoryTask(MemoryConfig(n_in=4, unroll=3))
+    net = Network("rnn", 1, task.n_in, task.n_out, 4, rng=0)
+    with pytest.raises(RnncapError, match="fixed dataset"):
+        train(net, task, TrainConfig(steps=3, full_batch_tail=0.5))
+
 
 def _tiny_capacity(b=24, **config):
     return CapacityTask(CapacityConfig(n_samples=b, n_in=8, unroll=3, seed=1, **config))
@@ -148,7 +185,8 @@ def test_a_final_update_that_blows_up_is_infeasible(monkeypatch):
     steps = 5
     real = train_module.learning_rate
     monkeypatch.setattr(train_module, "learning_rate",
-                        lambda lr, decay, step, total: 1e6 if step == total - 1 else real(lr, decay, step, total))
+                        lambda lr, decay, step, total, schedule: 1e6 if step == total - 1
+                        else real(lr, decay, step, total, schedule))
     net = Network("rnn", 1, 8, 2, 8, rng=0)
     result = train(net, _tiny_capacity(), TrainConfig(optimizer="sgd", lr=1e-3, steps=steps, clip=None))
     assert result.steps == steps and result.status == "infeasible" and result.metrics == {}

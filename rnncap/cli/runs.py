@@ -30,6 +30,10 @@ def train(
     optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd (with momentum) or lbfgs (full batch).")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-2,
     lr_decay: Annotated[float, typer.Option(help="Factor the learning rate has fallen by at the last step.")] = 1.0,
+    lr_schedule: Annotated[str, typer.Option(help="How the rate falls to lr x lr-decay: exponential, linear or "
+                                             "cosine.")] = "exponential",
+    full_batch_tail: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of the steps, at the end, "
+                                                   "that train on the whole dataset (capacity, rcf).")] = 0.0,
     momentum: Annotated[float, typer.Option(help="Momentum (sgd).")] = 0.9,
     clip: Annotated[float, typer.Option(help="Clip the gradients' global norm to this (0: no clipping).")] = 10.0,
     l2: Annotated[float, typer.Option(help="L2 penalty on the weight matrices.")] = 0.0,
@@ -66,7 +70,8 @@ def train(
     shape = task_config(task, **options).footprint()                         # the task's sizes, nothing built
     n_h = units_for(cell, depth, shape.n_in, shape.n_out, budget=budget, units=units)
     check_run_fits(task, options, cell, depth, n_h=n_h)
-    hparams = {"optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "momentum": momentum,
+    hparams = {"optimizer": optimizer, "lr": lr, "lr_decay": lr_decay, "lr_schedule": lr_schedule,
+               "full_batch_tail": full_batch_tail, "momentum": momentum,
                "clip": clip or None, "l2": l2, "steps": steps, "eval_every": eval_every,
                "nonlinearity": nonlinearity, "b_fg": b_fg, "b_fg_y": b_fg_y, "weight_scale": weight_scale,
                "bias_scale": bias_scale, "checkpoint_every": checkpoint_every}

@@ -128,23 +128,59 @@ class FixedDatasetTask(Task):
 
     fixed_dataset = True
 
+    def whole(self) -> Batch:
+        """All of the dataset, as one batch."""
+        return Batch(self.x, self.target, self.mask)
+
     def batch(self, step: int, rng: numpy.random.Generator) -> Batch:
         size = self.config.batch_size
         if size is None or size >= self.config.n_samples:
-            return Batch(self.x, self.target, self.mask)
+            return self.whole()
         rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))   # (size,)
         pick = lambda a: self.xp.take(a, rows, axis=1)                    # noqa: E731  (faster than a[:, rows])
         return Batch(pick(self.x), pick(self.target), pick(self.mask))
 
 
-def population_batches(tasks: list, rngs: list):
+def population_whole(tasks: list) -> Batch:
+    """Every member's whole dataset, stacked on a leading member axis: x (K, T, b, n_in), and so on.
+
+    Members whose datasets are smaller than the largest, ``b``, are padded
+    with sequences the mask does not count (zero inputs and targets), so each
+    member's loss and gradient are those of its own dataset.
+    """
+    xp, K = tasks[0].xp, len(tasks)
+    size = max(t.x.shape[1] for t in tasks)
+    wholes = [t.whole() for t in tasks]
+    stacked = []
+    for i in range(3):                                                      # x, target, mask
+        first = wholes[0][i]
+        out = xp.zeros((K, first.shape[0], size) + first.shape[2:], dtype=first.dtype)   # (K, T, b, ...)
+        for k, whole in enumerate(wholes):
+            out[k, :, :whole[i].shape[1]] = whole[i]
+        stacked.append(out)
+    return Batch(*stacked)
+
+
+def population_batches(tasks: list, rngs: list, whole_from: int | None = None):
     """``batch(step)`` for a population: member k's batch drawn from ``rngs[k]`` as ``tasks[k].batch``
     draws it, all of them stacked on a leading member axis: x (K, T, B, n_in), and so on.
 
     Members that sample minibatches from fixed datasets are gathered at once
     from their datasets laid side by side; any other task is asked member by
-    member.
+    member. From step ``whole_from`` on, each member trains on its whole
+    dataset (:func:`population_whole`), as ``TrainConfig.full_batch_tail`` asks.
     """
+    if whole_from is not None:
+        minibatch, whole = population_batches(tasks, rngs), []
+
+        def batch(step: int) -> Batch:
+            if step < whole_from:
+                return minibatch(step)
+            if not whole:
+                whole.append(population_whole(tasks))                     # built once, when first needed
+            return whole[0]
+        return batch
+
     xp = tasks[0].xp
     sampled = all(isinstance(t, FixedDatasetTask) and t.config.batch_size is not None
                   and t.config.batch_size < t.config.n_samples for t in tasks)
