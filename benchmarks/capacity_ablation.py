@@ -11,6 +11,12 @@ Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
     noise     the loss's label noise ε (default 0: cross-entropy)
     n_in      input bits (default 32; shared by the population)
     ws        initial weight scale (default 1)
+    bfg       the keep gate's bias b_fg (default 1; gated cells)
+
+Options shared by the whole population: ``--schedule`` (how the rate falls:
+exponential, linear or cosine), ``--tail`` (the fraction of the steps, at the
+end, trained on each member's whole dataset), ``--unroll`` T, ``--dtype``, and
+Adam's ``--beta2`` and ``--eps``.
 
 Members train together (:func:`rnncap.population.train_population`), each as it
 would alone; members with different ``noise`` or ``n_in`` must go in separate
@@ -32,9 +38,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rnncap import population  # noqa: E402
 from rnncap.cells import CellHParams  # noqa: E402
 from rnncap.network import Network, count_params, units_for_budget  # noqa: E402
-from rnncap.population import train_population  # noqa: E402
+from rnncap.optim import LR_SCHEDULES, Adam  # noqa: E402
 from rnncap.tasks import make_task  # noqa: E402
 from rnncap.train import TrainConfig  # noqa: E402
 
@@ -46,7 +53,15 @@ def main(argv=None) -> int:
     parser.add_argument("steps", type=int, help="training steps")
     parser.add_argument("settings", help="a JSON list of settings, one per member (see above)")
     parser.add_argument("--depth", type=int, default=None, help="default 1 (the +RNN: 2)")
+    parser.add_argument("--schedule", default="exponential", choices=LR_SCHEDULES)
+    parser.add_argument("--tail", type=float, default=0.0, help="fraction of the steps trained full batch, at the end")
+    parser.add_argument("--unroll", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--beta2", type=float, default=Adam.beta2)
+    parser.add_argument("--eps", type=float, default=Adam.eps)
     args = parser.parse_args(argv)
+    # Adam's constants are not training settings of rnncap: swap in the optimiser the population builds
+    population.make_optimizer = lambda name, momentum: Adam(beta2=args.beta2, eps=args.eps)
     settings = json.loads(args.settings)
     depth = args.depth or (2 if args.cell == "plusrnn" else 1)
     n_in = settings[0].get("n_in", 32)
@@ -54,17 +69,22 @@ def main(argv=None) -> int:
     P = count_params(args.cell, depth, n_in, 2, n_h)
     nets, tasks, configs = [], [], []
     for s in settings:
-        tasks.append(make_task("capacity", {"n_samples": int(round(s["bpp"] * P)), "n_in": n_in, "unroll": 5,
-                                            "seed": s["seed"], "batch_size": s.get("batch", 1024),
-                                            "signed": s.get("signed", True), "label_noise": s.get("noise", 0.0)}))
-        nets.append(Network(args.cell, depth, n_in, 2, n_h, CellHParams(weight_scale=s.get("ws", 1.0)), rng=s["seed"]))
-        configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), steps=args.steps,
-                                   eval_every=max(1, args.steps // 30), seed=s["seed"], clip=10.0))
+        tasks.append(make_task("capacity", {"n_samples": int(round(s["bpp"] * P)), "n_in": n_in,
+                                            "unroll": args.unroll, "seed": s["seed"], "batch_size": s.get("batch", 1024),
+                                            "signed": s.get("signed", True), "label_noise": s.get("noise", 0.0)},
+                               dtype=args.dtype))
+        hp = CellHParams(weight_scale=s.get("ws", 1.0), b_fg=s.get("bfg", 1.0))
+        nets.append(Network(args.cell, depth, n_in, 2, n_h, hp, rng=s["seed"], dtype=args.dtype))
+        configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), lr_schedule=args.schedule,
+                                   full_batch_tail=args.tail, steps=args.steps, eval_every=max(1, args.steps // 30),
+                                   seed=s["seed"], clip=10.0))
     started = time.perf_counter()
-    results = train_population(nets, tasks, configs)
+    results = population.train_population(nets, tasks, configs)
     wall = time.perf_counter() - started
     for s, r in zip(settings, results):
         print(json.dumps({**s, "cell": args.cell, "depth": depth, "params": P, "units": n_h, "steps": args.steps,
+                          "schedule": args.schedule, "tail": args.tail, "unroll": args.unroll, "dtype": args.dtype,
+                          "beta2": args.beta2, "eps": args.eps,
                           "status": r.status, "accuracy": r.metrics.get("accuracy"),
                           "bits_per_parameter": (r.metrics.get("bits") or 0.0) / P, "wall": wall}), flush=True)
     return 0
