@@ -41,24 +41,6 @@ def test_grids_are_well_formed(name, preset):
         assert len(set(sizes)) == len(sizes), sizes
 
 
-@pytest.mark.parametrize("preset", ["quick", "standard", "full"])
-def test_capacity_inputs_are_as_narrow_as_distinct_inputs_allow(preset):
-    """Each capacity study's inputs stay distinct up to the largest b its space searches, with no bit to spare,
-    and a larger budget never gets a narrower input."""
-    from rnncap.tune.study import study_space
-
-    widths = {}
-    for name in ("capacity", "relu", "unroll"):
-        for plan in experiment_plans(name, preset):
-            spec, n_in = plan.spec, plan.spec["task_options"]["n_in"]
-            top = next(p.high for p in study_space(spec).params if p.name == "b_per_param") * spec["budget"]
-            assert 2 ** n_in >= top > 2 ** (n_in - 1), (plan.name, n_in, top)
-            widths.setdefault(spec["budget"], set()).add(n_in)
-    assert all(len(w) == 1 for w in widths.values())
-    ordered = [widths[b].pop() for b in sorted(widths)]
-    assert ordered == sorted(ordered)
-
-
 def test_full_presets_build():
     for name in EXPERIMENTS:
         plans = experiment_plans(name, "full")

@@ -22,8 +22,6 @@ allows ``b`` up to 65536 and is small enough to leave parameters for the
 recurrence: at a 1000-parameter budget it
 gives the GRU 11 units and the LSTM 9, against 7 and 6 at ``n_in = 32``, and
 them 0.4-0.6 more bits per parameter (the RNN 0.35 fewer; REPRODUCTION.md).
-The capacity experiments' presets narrow it further at small budgets, to
-the fewest bits that keep every searched ``b`` distinct (:func:`input_bits_for`).
 
 Two choices of ours make the networks reach more of their capacity in a
 given number of steps without changing what they can store
@@ -82,18 +80,6 @@ def mutual_information_bits(b: int, p: float) -> float:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"accuracy must be in [0, 1], got {p}")
     return b * (1.0 - binary_entropy(p))
-
-
-def input_bits_for(budget: int, samples_per_param: float = 10.0) -> int:
-    """The fewest input bits whose ``2^n_in`` distinct inputs cover ``b = samples_per_param * budget`` samples.
-
-    The capacity experiments use it as ``n_in`` (the quick space searches
-    ``b`` up to 10P): a fixed 16-bit input spends a small network's budget on
-    input weights (at 100 parameters the GRU keeps 1 unit, at 10 bits 2), and
-    at 100 and 300 parameters the narrower input stored 0.2-0.55 bits per
-    parameter more for the RNN, GRU and LSTM (REPRODUCTION.md).
-    """
-    return max(1, math.ceil(math.log2(samples_per_param * budget)))
 
 
 def bits_per_parameter(bits: float, n_params: int) -> float:
