@@ -69,10 +69,10 @@ def main(argv=None) -> int:
     P = count_params(args.cell, depth, n_in, 2, n_h)
     nets, tasks, configs = [], [], []
     for s in settings:
-        tasks.append(make_task("capacity", {"n_samples": int(round(s["bpp"] * P)), "n_in": n_in,
-                                            "unroll": args.unroll, "seed": s["seed"], "batch_size": s.get("batch", 1024),
-                                            "signed": s.get("signed", True), "label_noise": s.get("noise", 0.0)},
-                               dtype=args.dtype))
+        options = {"n_samples": int(round(s["bpp"] * P)), "n_in": n_in, "unroll": args.unroll, "seed": s["seed"],
+                   "batch_size": s.get("batch", 1024), "signed": s.get("signed", True),
+                   "label_noise": s.get("noise", 0.0)}
+        tasks.append(make_task("capacity", options, dtype=args.dtype))
         hp = CellHParams(weight_scale=s.get("ws", 1.0), b_fg=s.get("bfg", 1.0))
         nets.append(Network(args.cell, depth, n_in, 2, n_h, hp, rng=s["seed"], dtype=args.dtype))
         configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), lr_schedule=args.schedule,

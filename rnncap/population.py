@@ -193,7 +193,8 @@ def train_population(nets: list[Network], tasks: list, configs: list[TrainConfig
             if not active.all():                           # frozen members: no gradient, no step
                 g[xp.asarray(~active)] = 0.0
             clip_by_norm(g, clip)
-            rate = numpy.where(active, learning_rate(lr0, decay, step, config.steps, config.lr_schedule), 0.0)      # (K,)
+            rate = learning_rate(lr0, decay, step, config.steps, config.lr_schedule)               # (K,)
+            rate = numpy.where(active, rate, 0.0)
             optimizer.update(pop.params, g, opt_state, rate)
             step += 1
             if step % stride == 0 or step == config.steps:

@@ -25,7 +25,8 @@ from rnncap import checkpoint as ckpt
 from rnncap.backend import to_numpy
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.optim import LR_SCHEDULES, OPTIMIZERS, add_l2, clip_by_norm, flatten, l2_penalty, learning_rate, make_optimizer
+from rnncap.optim import (LR_SCHEDULES, OPTIMIZERS, add_l2, clip_by_norm, flatten, l2_penalty, learning_rate,
+                          make_optimizer)
 
 
 @dataclass(frozen=True)
