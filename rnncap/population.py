@@ -44,6 +44,8 @@ from rnncap.train import (TrainConfig, TrainResult, better_of, checkpoint_due, d
                           whole_from)
 
 MEMBER_CONSTANTS = ("b_fg", "b_fg_y")     # the cell's forward constants that members may differ in
+# the training settings a population's members must share (the numbers in TrainConfig may differ)
+SHARED_SETTINGS = ("optimizer", "steps", "eval_every", "checkpoint_every", "lr_schedule", "full_batch_tail")
 POPULATION_PARAMS = 8_000                 # the default population holds about this many parameters in all
 MAX_POPULATION = 32
 MAX_GP_POPULATION = 4                     # a GP proposes this many at once before it sees a result
@@ -94,7 +96,7 @@ def member(pop: Network, k: int) -> Network:
 
 def _shared(configs: list[TrainConfig], tasks) -> TrainConfig:
     first = configs[0]
-    for name in ("optimizer", "steps", "eval_every", "checkpoint_every", "lr_schedule", "full_batch_tail"):
+    for name in SHARED_SETTINGS:
         if len({getattr(c, name) for c in configs}) > 1:
             raise RnncapError(f"a population's members must share {name}")
     if first.optimizer == "lbfgs":

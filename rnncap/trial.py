@@ -26,7 +26,7 @@ from rnncap.backend import get_xp
 from rnncap.cells import CellHParams, canonical_cell_name
 from rnncap.errors import RnncapError
 from rnncap.network import Network
-from rnncap.population import train_population
+from rnncap.population import SHARED_SETTINGS, train_population
 from rnncap.tasks import make_task
 from rnncap.train import TrainConfig, train
 
@@ -82,12 +82,12 @@ def run_trial(trial: dict, *, device: str | None = None, progress: bool = False,
 
 
 def population_key(task, net, config) -> tuple:
-    """What trials must share to train as one population: the network's shape, the optimiser, the
-    schedule, the task and the shapes of its batches (a dataset of ``b`` samples, trained on whole, is
-    as wide as ``b``)."""
+    """What trials must share to train as one population: the network's shape, the training settings of
+    :data:`rnncap.population.SHARED_SETTINGS`, the task and the shapes of its batches (a dataset of ``b``
+    samples, trained on whole, is as wide as ``b``)."""
     batch = task.batch(0, numpy.random.default_rng(0))                 # a throwaway draw: only its shapes count
-    return (net.cell.name, net.cell.nonlinearity, net.depth, net.n_in, net.n_out, net.n_h, config.optimizer,
-            config.steps, config.eval_every, config.lr_schedule, config.full_batch_tail, task.name, task.loss,
+    return (net.cell.name, net.cell.nonlinearity, net.depth, net.n_in, net.n_out, net.n_h,
+            *(getattr(config, name) for name in SHARED_SETTINGS), task.name, task.loss,
             tuple(tuple(a.shape) for a in batch[:3]))
 
 

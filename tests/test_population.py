@@ -108,6 +108,18 @@ def test_run_trials_groups_by_shape_and_keeps_the_order():
         assert outcome["objective"] == pytest.approx(run_trial(t)["objective"], rel=1e-6)
 
 
+def test_trials_that_differ_in_a_shared_setting_train_apart():
+    """Every setting a population's members must share keeps trials apart, instead of failing them together."""
+    def trial(**settings):
+        return make_trial("capacity", {"n_samples": 30, "n_in": 4, "unroll": 2, "batch_size": 8}, "rnn", 1, 3,
+                          {"lr": 1e-2, "steps": 20, **settings}, seed=1)
+    trials = [trial(), trial(checkpoint_every=7), trial(lr_schedule="cosine"), trial(full_batch_tail=0.5), trial()]
+    together = run_trials(trials)
+    assert [outcome["population"] for outcome in together] == [2, 1, 1, 1, 2]
+    for t, outcome in zip(trials, together):
+        assert outcome["objective"] == pytest.approx(run_trial(t)["objective"], rel=1e-6)
+
+
 def test_tune_gives_the_same_trials_with_and_without_a_population(tmp_path):
     """The issue's check: a random study of 8 trials, --population 8 against 1, trial for trial."""
     results = {}
