@@ -242,7 +242,7 @@ def train_lbfgs(net, task, config: TrainConfig, *, progress: bool = False,
     names = list(net64.params)
     shapes = [net64.params[k].shape for k in names]
     sizes = [int(numpy.prod(s)) for s in shapes]
-    batch = task.batch(0, numpy.random.default_rng(config.seed))
+    batch = task.whole()                                                 # full batch, whatever batch_size says
     history = []
 
     def unflatten(theta):

@@ -151,6 +151,17 @@ def test_a_full_batch_tail_trains_on_the_whole_dataset():
     assert half.history[:15] == minibatch.history[:15] and half.history[15:] != minibatch.history[15:]
 
 
+def test_lbfgs_trains_on_the_whole_dataset_whatever_the_batch_size():
+    """L-BFGS is full batch: a task's minibatch size does not change its run."""
+    runs = []
+    for batch_size in (None, 8):
+        net = Network("rnn", 1, 8, 2, 4, rng=0)
+        runs.append(train(net, _tiny_capacity(b=40, batch_size=batch_size),
+                          TrainConfig(optimizer="lbfgs", steps=10, seed=2)))
+    assert runs[0].history == runs[1].history and runs[0].loss == runs[1].loss
+    assert runs[0].metrics == runs[1].metrics
+
+
 def test_a_full_batch_tail_needs_a_fixed_dataset():
     task = MemoryTask(MemoryConfig(n_in=4, unroll=3))
     net = Network("rnn", 1, task.n_in, task.n_out, 4, rng=0)
