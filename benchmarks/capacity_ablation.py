@@ -12,6 +12,7 @@ Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
     n_in      input bits (default 32; shared by the population)
     ws        initial weight scale (default 1)
     bfg       the keep gate's bias b_fg (default 1; gated cells)
+    bfg_y     the +RNN's depth-gate bias b_fg_y (default 1)
 
 Options shared by the whole population: ``--schedule`` (how the rate falls:
 exponential, linear or cosine), ``--tail`` (the fraction of the steps, at the
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
                    "batch_size": s.get("batch", 1024), "signed": s.get("signed", True),
                    "label_noise": s.get("noise", 0.0)}
         tasks.append(make_task("capacity", options, dtype=args.dtype))
-        hp = CellHParams(weight_scale=s.get("ws", 1.0), b_fg=s.get("bfg", 1.0))
+        hp = CellHParams(weight_scale=s.get("ws", 1.0), b_fg=s.get("bfg", 1.0), b_fg_y=s.get("bfg_y", 1.0))
         nets.append(Network(args.cell, depth, n_in, 2, n_h, hp, rng=s["seed"], dtype=args.dtype))
         configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), lr_schedule=args.schedule,
                                    full_batch_tail=args.tail, steps=args.steps, eval_every=max(1, args.steps // 30),

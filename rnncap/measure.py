@@ -54,10 +54,11 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 16, unroll:
 
     Training (ours; measured on 1000-parameter networks, REPRODUCTION.md):
     Adam on minibatches of 1024 samples (more bits than 256 or 2048 in the
-    same steps, and than full-batch Adam or L-BFGS), learning rate 1e-2
-    decaying tenfold over 20000 steps, the task's signed inputs and
-    label-noise loss (ε = ``label_noise``). ``optimizer="lbfgs"`` trains full
-    batch.
+    same steps, and than full-batch Adam or L-BFGS), the learning rate decaying
+    tenfold over 20000 steps, the task's signed inputs and label-noise loss
+    (ε = ``label_noise``). The search starts from
+    :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``).
+    ``optimizer="lbfgs"`` trains full batch.
     """
     batch_size = None if optimizer == "lbfgs" else batch_size
     return _quick_spec("capacity", cell, depth, "bsearch", budget=budget,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy
 import pytest
 from typer.testing import CliRunner
 
@@ -60,6 +61,26 @@ def test_sample_search_phases(workers):
     assert refined and all(5.0 < b < 6.0 for b in refined)      # between the best grid point and its neighbour
     assert len({json.dumps(h, sort_keys=True) for h in tried}) == len(tried)      # no point twice
     assert len(tried) < 50                      # it ends on its own once a refinement would repeat a sample count
+
+
+@pytest.mark.parametrize("cell", ["rnn", "irnn", "ugrnn", "gru", "lstm", "plusrnn"])
+def test_capacity_searches_start_where_capacity_trains(cell):
+    from rnncap.experiments import capacity_plans
+    from rnncap.tune.space import CAPACITY_START, KEEP_GATE_CELLS, QUICK_START
+
+    starts = [capacity_spec(cell, 2, 1000)["strategy_options"]["start"]]
+    starts += [p.spec["strategy_options"]["start"] for p in capacity_plans("quick") if p.spec["cell"] == cell]
+    for start in starts:
+        assert start["lr"] == CAPACITY_START["lr"] and start["b_per_param"] == SampleSearch.START
+        assert start.get("b_fg") == (CAPACITY_START["b_fg"] if cell in KEEP_GATE_CELLS else None)
+    memory = start_point(quick_search_space(cell, "memory"))     # other tasks keep the general start
+    assert memory["lr"] == QUICK_START["lr"] and memory.get("b_fg") == (1.0 if cell in KEEP_GATE_CELLS else None)
+    if cell in KEEP_GATE_CELLS:                                 # and the capacity task draws gates that keep less
+        rng = numpy.random.default_rng(0)
+        drawn = [quick_search_space(cell, "capacity").sample(rng)["b_fg"] for _ in range(200)]
+        assert -1.0 <= min(drawn) < -0.9 and 0.9 < max(drawn) <= 1.0
+        drawn = [quick_search_space(cell, "memory").sample(rng)["b_fg"] for _ in range(200)]
+        assert 0.0 <= min(drawn) < 0.1 and 2.9 < max(drawn) <= 3.0
 
 
 def test_sample_search_waits_for_phase_one():
