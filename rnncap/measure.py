@@ -43,7 +43,7 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
     """A study of the quick search space, starting from the settings known to train."""
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
                       fixed={**KNOWN_TO_TRAIN["memorise"], **fixed}, seed=seed, space="quick")
-    spec["strategy_options"] = {"start": start_point(study_space(spec))}
+    spec["strategy_options"] = {"start": start_point(study_space(spec), cell)}
     return spec
 
 

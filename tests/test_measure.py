@@ -66,12 +66,12 @@ def test_sample_search_phases(workers):
 @pytest.mark.parametrize("cell", ["rnn", "irnn", "ugrnn", "gru", "lstm", "plusrnn"])
 def test_capacity_searches_start_where_capacity_trains(cell):
     from rnncap.experiments import capacity_plans
-    from rnncap.tune.space import CAPACITY_START, KEEP_GATE_CELLS, QUICK_START
+    from rnncap.tune.space import CAPACITY_LR, CAPACITY_START, KEEP_GATE_CELLS, QUICK_START
 
     starts = [capacity_spec(cell, 2, 1000)["strategy_options"]["start"]]
     starts += [p.spec["strategy_options"]["start"] for p in capacity_plans("quick") if p.spec["cell"] == cell]
     for start in starts:
-        assert start["lr"] == CAPACITY_START["lr"] and start["b_per_param"] == SampleSearch.START
+        assert start["lr"] == CAPACITY_LR.get(cell, CAPACITY_START["lr"]) and start["b_per_param"] == SampleSearch.START
         assert start.get("b_fg") == (CAPACITY_START["b_fg"] if cell in KEEP_GATE_CELLS else None)
     memory = start_point(quick_search_space(cell, "memory"))     # other tasks keep the general start
     assert memory["lr"] == QUICK_START["lr"] and memory.get("b_fg") == (1.0 if cell in KEEP_GATE_CELLS else None)

@@ -340,9 +340,13 @@ CAPACITY_START = {          # where the capacity task's searches start instead (
     "lr": 2e-2,             # 1000-parameter RNNs stored 0.2 bits per parameter more than at 1e-2
     "b_fg": 0.0,            # a gate that keeps half the state at first: GRU +0.29, UGRNN +0.28 over b_fg = 1
 }
+CAPACITY_LR = {             # and the rate where a cell stored clearly more at 1000 parameters than at 2e-2
+    "irnn": 1e-2,           # +0.19 bits per parameter (5e-3: -0.24)
+    "lstm": 3e-2,           # +0.30 (1e-2: -0.57, 4.5e-2: +0.15)
+}
 
 
-def start_point(space: SearchSpace) -> dict:
+def start_point(space: SearchSpace, cell: str | None = None) -> dict:
     """The first point a quick search tries: :data:`QUICK_START` on the parameters ``space`` tunes.
 
     Measured on the RNN and GRU at a 1000-parameter budget (capacity task):
@@ -350,10 +354,15 @@ def start_point(space: SearchSpace) -> dict:
     the quick searches look around it. The capacity task (a space with
     ``b_per_param``) starts from :data:`CAPACITY_START` instead: a faster
     rate, and keep gates that start half open, which store more in five
-    steps than gates biased to keep. A categorical without a listed value
-    takes its first choice.
+    steps than gates biased to keep; and, given the ``cell``, at its rate in
+    :data:`CAPACITY_LR`. A categorical without a listed value takes its first
+    choice.
     """
-    start = {**QUICK_START, **CAPACITY_START} if "b_per_param" in space.names else QUICK_START
+    start = QUICK_START
+    if "b_per_param" in space.names:
+        start = {**QUICK_START, **CAPACITY_START}
+        if cell is not None:
+            start["lr"] = CAPACITY_LR.get(canonical_cell_name(cell), start["lr"])
     point = {}
     for p in space.params:
         if p.condition is None or point.get(p.condition[0]) == p.condition[1]:
