@@ -57,7 +57,8 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 16, unroll:
     same steps, and than full-batch Adam or L-BFGS), the learning rate decaying
     tenfold over 20000 steps, the task's signed inputs and label-noise loss
     (ε = ``label_noise``). The search starts from
-    :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``).
+    :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``), at the
+    cell's own rate where :data:`rnncap.tune.space.CAPACITY_LR` has one.
     ``optimizer="lbfgs"`` trains full batch.
     """
     batch_size = None if optimizer == "lbfgs" else batch_size

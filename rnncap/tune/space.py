@@ -336,7 +336,7 @@ KNOWN_TO_TRAIN = {
 }
 QUICK_START = {"lr": 1e-2, "weight_scale": 1.0, "b_fg": 1.0, "b_fg_y": 1.0, "nonlinearity": "tanh",
                "b_per_param": 4.0}
-CAPACITY_START = {          # where the capacity task's searches start instead (REPRODUCTION.md, "What limits the bits"):
+CAPACITY_START = {          # where capacity searches start instead (REPRODUCTION.md, "What limits the bits"):
     "lr": 2e-2,             # 1000-parameter RNNs stored 0.2 bits per parameter more than at 1e-2
     "b_fg": 0.0,            # a gate that keeps half the state at first: GRU +0.29, UGRNN +0.28 over b_fg = 1
 }
