@@ -157,6 +157,71 @@ def test_sample_gather_equals_take(seed, T, b, K, rest, constant):
     assert numpy.array_equal(SampleGather(a)(rows, members=K), by_member)
 
 
+def _keys(seeds):
+    from rnncap.tasks.base import stream_key
+
+    return numpy.asarray([stream_key(numpy.random.default_rng(seed)) for seed in seeds])
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(seeds=st.lists(st.integers(0, 2**63), min_size=1, max_size=5), size=st.integers(1, 50),
+       step=st.integers(0, 10**9), data=st.data())
+def test_hashed_rows_are_each_members_own_distinct_samples(seeds, size, step, data):
+    """The GPU's minibatch rows: distinct, in range, each member's the same alone as in any population."""
+    from rnncap.tasks.base import hashed_rows, stream_key
+
+    counts = numpy.asarray(data.draw(st.lists(st.integers(size + 1, 3000), min_size=len(seeds),
+                                              max_size=len(seeds))))
+    keys = _keys(seeds)
+    rows = hashed_rows(keys, step, size, counts)
+    assert rows.shape == (len(seeds), size)
+    assert ((rows >= 0) & (rows < counts[:, None])).all()
+    assert (numpy.diff(rows, axis=1) > 0).all()                                   # distinct, in a fixed order
+    for k in range(len(seeds)):
+        assert numpy.array_equal(hashed_rows(keys[k:k + 1], step, size, counts[k:k + 1])[0], rows[k])
+    rng = numpy.random.default_rng(seeds[0])
+    rng.random(3)                                                   # the key is the seed's, not the state's
+    assert stream_key(rng) == keys[0]
+
+
+def test_hashed_rows_are_uniform_subsets_that_change_with_seed_and_step():
+    """Fixed keys (the outcome is decided, never flaky): every sample as often as the others, far inside a
+    chi-square bound, and no two seeds or steps alike."""
+    from rnncap.tasks.base import hashed_rows
+
+    keys = _keys([0, 1])
+    rows = numpy.concatenate([hashed_rows(keys, step, 3, [10, 10]) for step in range(20000)], axis=1)   # (2, 60000)
+    for member_rows in rows:
+        observed = numpy.bincount(member_rows, minlength=10)
+        chi2 = ((observed - 6000.0) ** 2 / 6000.0).sum()
+        assert chi2 < 27.9                                                        # 9 degrees of freedom: p = 0.001
+    assert (rows[0] != rows[1]).mean() > 0.6                                     # two seeds
+    assert (rows[:, 3:] != rows[:, :-3]).mean() > 0.6                            # two steps
+
+
+def test_numpy_minibatches_are_each_generators_own_draws():
+    """On NumPy the rows are what each member's generator draws (rng.choice), as training has always drawn them."""
+    from rnncap.tasks.base import MinibatchRows
+
+    draw = MinibatchRows([numpy.random.default_rng(seed) for seed in (1, 2)], [50, 70], 20)
+    rngs = [numpy.random.default_rng(seed) for seed in (1, 2)]
+    for step in range(3):
+        expected = [rng.choice(n, size=20, replace=False) for rng, n in zip(rngs, (50, 70))]
+        assert numpy.array_equal(draw(step), numpy.stack(expected))
+
+
+def test_hashed_rows_are_the_same_on_cupy(cupy):
+    from rnncap.backend import to_numpy
+    from rnncap.tasks.base import MinibatchRows, hashed_rows
+
+    rngs = [numpy.random.default_rng(seed) for seed in (3, 4, 5)]
+    keys = _keys((3, 4, 5))
+    counts = [50, 1000, 5000]
+    expected = hashed_rows(keys, 12345, 40, counts)
+    assert numpy.array_equal(to_numpy(MinibatchRows(rngs, counts, 40, cupy)(12345)), expected)
+    assert numpy.array_equal(to_numpy(hashed_rows(cupy.asarray(keys), 12345, 40, counts)), expected)
+
+
 @pytest.mark.parametrize("cell", ["gru", "plusrnn"])
 def test_a_population_trains_on_either_backend(xp, cell):
     """The same population on NumPy or CuPy: every member as it trains alone there, one of them diverging."""

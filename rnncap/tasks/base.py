@@ -2,10 +2,11 @@
 
 A task is a small object built from a frozen config. The loop asks it for
 the batch of each step, ``task.batch(step, rng)``, which is a pure function of
-the step number and the generator's state, so a checkpoint that saves the
-generator resumes the data stream exactly. ``Batch.carry`` says that the
-batch continues the previous one (truncated BPTT on text8): the loop then
-starts it from the previous batch's final state.
+the step number and the generator's state (or, for minibatches on CuPy, of
+its seed), so a checkpoint that saves the generator resumes the data stream
+exactly. ``Batch.carry`` says that the batch continues the previous one
+(truncated BPTT on text8): the loop then starts it from the previous batch's
+final state.
 
 ``task.evaluate(net)`` returns a dict of metrics; ``task.objective`` names
 the one that a search optimises and ``task.direction`` says whether larger
@@ -119,6 +120,59 @@ class SampleGather:
         return out
 
 
+class MinibatchRows:
+    """``rows(step)``: the rows of each member's minibatch at ``step``, (K, size) on ``xp``; row k is
+    ``size`` distinct samples of ``range(counts[k])``, drawn uniformly, as member k's generator decides.
+
+    On NumPy each member's generator draws its rows (``rng.choice``, without
+    replacement). On CuPy a loop over K generators would cost more than the
+    step itself, so every member's rows come from one array program instead
+    (:func:`hashed_rows`): the same law, each member's rows the same alone and
+    in any population, and a pure function of the generator's seed and the
+    step (not of its state, so a resumed run draws what an unbroken one draws).
+    """
+
+    def __init__(self, rngs: list, counts: list, size: int, xp=numpy):
+        self.rngs, self.counts, self.size, self.xp = rngs, counts, size, xp
+        if xp is not numpy:
+            self.keys = xp.asarray([stream_key(rng) for rng in rngs])
+
+    def __call__(self, step: int):
+        if self.xp is numpy:
+            return numpy.stack([rng.choice(n, size=self.size, replace=False)
+                                for rng, n in zip(self.rngs, self.counts)])
+        return hashed_rows(self.keys, step, self.size, self.counts)
+
+
+# SplitMix64's output for counter c is a closed form: mix(key + c * golden), uint64 arithmetic mod 2**64
+_GOLDEN, _MIX1, _MIX2 = (numpy.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+_S27, _S30, _S31, _S32 = (numpy.uint64(c) for c in (27, 30, 31, 32))
+
+
+def stream_key(rng: numpy.random.Generator) -> numpy.uint64:
+    """A generator's key for :func:`hashed_rows`: a pure function of the seed it was made from."""
+    return rng.bit_generator.seed_seq.generate_state(1, numpy.uint64)[0]
+
+
+def hashed_rows(keys, step: int, size: int, counts):
+    """K minibatches' rows (K, size) as one array program on ``keys`` (K,) uint64, on their device.
+
+    A SplitMix64 hash (Steele, Lea & Flood 2014) of (member k's key, the
+    step, the sample) gives each of its ``counts[k]`` samples a random key,
+    and the ``size`` smallest keys pick the rows: a uniformly random subset.
+    """
+    xp, counts = array_module(keys), numpy.asarray(counts, dtype=numpy.int64)      # counts: on the host
+    sample = xp.arange(int(counts.max()), dtype=numpy.uint64)                     # (n,) n: the largest count
+    counts = xp.asarray(counts).reshape(-1, 1)                                    # (K, 1)
+    z = keys.astype(numpy.uint64)[:, None] + _GOLDEN * ((numpy.uint64(step) << _S32) + sample + numpy.uint64(1))
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    z ^= z >> _S31                                                                # (K, n) a random key per sample
+    z[sample[None, :].astype(numpy.int64) >= counts] = numpy.uint64(2**64 - 1)   # past a member's own samples
+    rows = xp.argpartition(z, size - 1, axis=1)[:, :size]                         # the size smallest keys
+    return xp.sort(rows, axis=1)                                                  # (K, size), in a fixed order
+
+
 class FixedDatasetTask(Task):
     """A task with one dataset ``(self.x, self.target, self.mask)`` of ``config.n_samples`` sequences.
 
@@ -136,7 +190,9 @@ class FixedDatasetTask(Task):
         size = self.config.batch_size
         if size is None or size >= self.config.n_samples:
             return self.whole()
-        rows = self.xp.asarray(rng.choice(self.config.n_samples, size=size, replace=False))   # (size,)
+        if getattr(self, "_rows", None) is None or self._rows.rngs[0] is not rng:   # one per generator
+            self._rows = MinibatchRows([rng], [self.config.n_samples], size, self.xp)
+        rows = self._rows(step)[0]                                                            # (size,)
         pick = lambda a: self.xp.take(a, rows, axis=1)                    # noqa: E731  (faster than a[:, rows])
         return Batch(pick(self.x), pick(self.target), pick(self.mask))
 
@@ -165,8 +221,9 @@ def population_batches(tasks: list, rngs: list, whole_from: int | None = None):
     """``batch(step)`` for a population: member k's batch drawn from ``rngs[k]`` as ``tasks[k].batch``
     draws it, all of them stacked on a leading member axis: x (K, T, B, n_in), and so on.
 
-    Members that sample minibatches from fixed datasets are gathered at once
-    from their datasets laid side by side; any other task is asked member by
+    Members that sample minibatches from fixed datasets draw their rows
+    together (:class:`MinibatchRows`) and are gathered at once from their
+    datasets laid side by side; any other task is asked member by
     member. From step ``whole_from`` on, each member trains on its whole
     dataset (:func:`population_whole`), as ``TrainConfig.full_batch_tail`` asks.
     """
@@ -198,13 +255,14 @@ def population_batches(tasks: list, rngs: list, whole_from: int | None = None):
     if any(t.config.batch_size != size for t in tasks):
         raise RnncapError("a population's members must share the batch size: "
                           f"got {sorted({t.config.batch_size for t in tasks})}")
-    offsets = numpy.cumsum([0] + [t.config.n_samples for t in tasks[:-1]])          # (K,)
     gathers = [SampleGather(xp.concatenate([getattr(t, name) for t in tasks], axis=1))
                for name in ("x", "target", "mask")]                                 # (T, sum of b, ...)
 
+    counts = [t.config.n_samples for t in tasks]
+    offsets = xp.asarray(numpy.cumsum([0] + counts[:-1]))[:, None]                  # (K, 1)
+    draw = MinibatchRows(rngs, counts, size, xp)
+
     def batch(step: int) -> Batch:
-        rows = numpy.concatenate([rng.choice(t.config.n_samples, size=size, replace=False) + offset
-                                  for t, rng, offset in zip(tasks, rngs, offsets)])   # (K*B,)
-        rows = xp.asarray(rows)
+        rows = (xp.asarray(draw(step)) + offsets).reshape(-1)                       # (K*B,)
         return Batch(*(gather(rows, members=K) for gather in gathers))
     return batch
