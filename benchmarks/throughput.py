@@ -1,9 +1,11 @@
 """Throughput: capacity-task trials per hour against the population size K.
 
 For each parameter budget and each K, a population of K capacity-task trials
-(RNN by default; ``b = 3P`` samples, minibatches of 256, Adam, every member
-with its own seed, dataset and learning rate) is trained for ``--steps``
-steps; the median over ``--repeats`` interleaved repeats (K values in turn,
+is trained for ``--steps``
+steps (RNN by default, with what ``rnncap capacity`` trains by default:
+16 input bits, ``b = 4P`` samples, minibatches of 1024, Adam; every member
+with its own seed, dataset and learning rate); the median over ``--repeats``
+interleaved repeats (K values in turn,
 so that machine noise hits every K alike) gives the time of one population
 step. One member's evaluation (the forward pass over its ``b`` samples that
 scores the bits) is timed the same way. A trial of ``--trial-steps`` steps,
@@ -14,7 +16,7 @@ evaluated 31 times as ``rnncap capacity`` does, then costs
 and trials per hour follow. ``speedup`` is trials per hour over K = 1's.
 
     python benchmarks/throughput.py                                  # CPU, K = 1, 8, 32, 128
-    python benchmarks/throughput.py --device gpu --populations 1,64,1024,4096
+    python benchmarks/throughput.py --device gpu --populations 1,8,32,128,1024,4096
     python benchmarks/throughput.py --out benchmarks/results/throughput-cpu.json
 """
 
@@ -42,13 +44,16 @@ from rnncap.train import TrainConfig, train  # noqa: E402
 EVALUATIONS_PER_TRIAL = 31          # every steps // 30 steps, and at the end
 
 
+N_IN, SAMPLES_PER_PARAM, BATCH = 16, 4, 1024      # rnncap capacity's defaults (rnncap.measure.capacity_spec)
+
+
 def build(cell: str, n_h: int, n_params: int, K: int, steps: int, xp):
     """K capacity trials of one shape: their networks, tasks and configs."""
     nets, tasks, configs = [], [], []
     for k in range(K):
-        task = make_task("capacity", {"n_samples": 3 * n_params, "n_in": 32, "unroll": 5, "seed": k,
-                                      "batch_size": 256}, xp=xp)
-        nets.append(Network(cell, 1, 32, 2, n_h, CellHParams(), rng=k, xp=xp))
+        task = make_task("capacity", {"n_samples": SAMPLES_PER_PARAM * n_params, "n_in": N_IN, "unroll": 5,
+                                      "seed": k, "batch_size": BATCH}, xp=xp)
+        nets.append(Network(cell, 1, N_IN, 2, n_h, CellHParams(), rng=k, xp=xp))
         tasks.append(task)
         configs.append(TrainConfig(lr=1e-2 * (0.5 + k % 4 / 4), lr_decay=0.1, steps=steps, eval_every=0, seed=k))
     return nets, tasks, configs
@@ -93,10 +98,16 @@ def main(argv=None) -> int:
     xp = get_xp(args.device)
     budgets = [int(b) for b in args.budgets.split(",")]
     populations = [int(k) for k in args.populations.split(",")]
+    about = {"device": args.device, "cell": args.cell, "machine": platform.processor() or platform.machine(),
+             "python": platform.python_version(), "numpy": numpy.__version__, "n_in": N_IN,
+             "samples_per_param": SAMPLES_PER_PARAM, "batch": BATCH, "steps_timed": args.steps,
+             "trial_steps": args.trial_steps, "repeats": args.repeats}
+    if args.device == "gpu":
+        about["gpu"] = xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
     rows = []
     for budget in budgets:
-        n_h = units_for_budget(args.cell, 1, 32, 2, budget)
-        n_params = count_params(args.cell, 1, 32, 2, n_h)
+        n_h = units_for_budget(args.cell, 1, N_IN, 2, budget)
+        n_params = count_params(args.cell, 1, N_IN, 2, n_h)
         samples = {K: [] for K in populations}
         for repeat in range(args.repeats):
             order = populations[repeat % len(populations):] + populations[:repeat % len(populations)]
@@ -117,11 +128,8 @@ def main(argv=None) -> int:
             print(f"budget {budget:6d} ({n_params} params, {n_h} units)  K {K:5d}: step {r['step_ms']:8.3f} ms, "
                   f"{r['member_steps_per_s']:9.0f} member-steps/s, {per_hour:8.1f} trials/h, x{r['speedup']:.2f}",
                   flush=True)
-    result = {"device": args.device, "cell": args.cell, "machine": platform.processor() or platform.machine(),
-              "python": platform.python_version(), "numpy": numpy.__version__, "steps_timed": args.steps,
-              "trial_steps": args.trial_steps, "repeats": args.repeats, "rows": rows}
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        if args.out:                                          # after every budget: a cut-short run keeps its rows
+            Path(args.out).write_text(json.dumps({**about, "rows": rows}, indent=1) + "\n")
     return 0
 
 
