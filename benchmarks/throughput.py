@@ -2,8 +2,8 @@
 
 For each parameter budget and each K, a population of K capacity-task trials
 is trained for ``--steps``
-steps (RNN by default, with what ``rnncap capacity`` trains by default:
-16 input bits, ``b = 4P`` samples, minibatches of 1024, Adam; every member
+steps (RNN by default, trained as ``rnncap capacity`` trains: 16 input bits,
+``b = 4P`` samples, minibatches of 1024, Adam; every member
 with its own seed, dataset and learning rate); the median over ``--repeats``
 interleaved repeats (K values in turn,
 so that machine noise hits every K alike) gives the time of one population
@@ -44,7 +44,7 @@ from rnncap.train import TrainConfig, train  # noqa: E402
 EVALUATIONS_PER_TRIAL = 31          # every steps // 30 steps, and at the end
 
 
-N_IN, SAMPLES_PER_PARAM, BATCH = 16, 4, 1024      # rnncap capacity's defaults (rnncap.measure.capacity_spec)
+N_IN, SAMPLES_PER_PARAM, BATCH = 16, 4, 1024      # as rnncap.measure.capacity_spec, one input width for all
 
 
 def build(cell: str, n_h: int, n_params: int, K: int, steps: int, xp):

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.tasks.capacity import LABEL_NOISE
+from rnncap.tasks.capacity import LABEL_NOISE, input_bits
 from rnncap.tune.space import KNOWN_TO_TRAIN
 
 PRESETS = ("smoke", "quick", "standard", "full")
@@ -96,13 +96,13 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
     return space, {"steps": steps, **more, **(training if space == "quick" else {})}
 
 
-def _capacity_settings(preset: str, unroll: int = 5) -> tuple[str, dict, dict]:
-    """Space, fixed settings and task options shared by the capacity-task experiments (the training of
-    ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick preset)."""
+def _capacity_settings(preset: str, budget: int, unroll: int = 5) -> tuple[str, dict, dict]:
+    """Space, fixed settings and task options shared by the capacity-task experiments at one budget (the
+    training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick
+    preset, and its input width sized to the budget)."""
     steps = _grid(preset, 40, 10000, 20000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
-    # n_in: 2^n_in distinct inputs must cover the largest b (the full preset's budgets reach 10^5 parameters)
-    return space, fixed, {"n_in": _grid(preset, 8, 16, 16, 24), "unroll": unroll, "batch_size": 1024,
+    return space, fixed, {"n_in": input_bits(budget), "unroll": unroll, "batch_size": 1024,
                           "label_noise": LABEL_NOISE}
 
 
@@ -113,10 +113,10 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
     depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (150,), (250, 500, 1000), (100, 300, 1000, 3000), (300, 1000, 3000, 10000, 30000, 100000))
     trials = _grid(preset, 2, 6, 6, 300)
-    space, fixed, options = _capacity_settings(preset)
+    settings = {budget: _capacity_settings(preset, budget) for budget in budgets}     # (space, fixed, options)
     strategy = _grid(preset, "bsearch", "bsearch", "bsearch", "gp")    # few trials: search b from known settings
-    return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=space, fixed=fixed,
-                  task_options=options, strategy=strategy)
+    return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=settings[budget][0],
+                  fixed=settings[budget][1], task_options=settings[budget][2], strategy=strategy)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
 
 
@@ -124,7 +124,7 @@ def relu_plans(preset: str) -> list[StudyPlan]:
     """Figure 2a: the cells with a choice of nonlinearity, tuned ('all') or held to ReLU ('relu')."""
     budget = _grid(preset, 150, 1000, 1000, 10000)
     trials = _grid(preset, 2, 6, 6, 300)
-    space, fixed, options = _capacity_settings(preset)
+    space, fixed, options = _capacity_settings(preset, budget)
     variants = {"all": fixed, "relu": {**fixed, "nonlinearity": "relu"}}
     return [_plan("relu", preset, "capacity", cell, 1, trials, budget=budget, space=space, fixed=variant_fixed,
                   task_options=options, tags={"variant": variant})
@@ -137,7 +137,7 @@ def unroll_plans(preset: str) -> list[StudyPlan]:
     unrolls = _grid(preset, (1, 2), (1, 2, 5, 10), (1, 2, 3, 5, 8), (1, 2, 3, 5, 8, 12, 16))
     budget = _grid(preset, 150, 500, 500, 1000)
     trials = _grid(preset, 2, 4, 4, 200)
-    settings = {unroll: _capacity_settings(preset, unroll) for unroll in unrolls}   # (space, fixed, options)
+    settings = {unroll: _capacity_settings(preset, budget, unroll) for unroll in unrolls}   # (space, fixed, options)
     return [_plan("unroll", preset, "capacity", cell, 1, trials, budget=budget, space=settings[unroll][0],
                   fixed=settings[unroll][1], task_options=settings[unroll][2], tags={"unroll": unroll})
             for cell in cells for unroll in unrolls]

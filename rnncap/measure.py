@@ -26,7 +26,7 @@ import json
 import time
 
 from rnncap.tasks.memory import reference_error
-from rnncap.tasks.capacity import LABEL_NOISE
+from rnncap.tasks.capacity import LABEL_NOISE, input_bits
 from rnncap.tune.space import KNOWN_TO_TRAIN, start_point
 from rnncap.tune.study import run_study, study_space, study_spec
 
@@ -47,8 +47,8 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
     return spec
 
 
-def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 16, unroll: int = 5, steps: int = 20000,
-                  batch_size: int | None = 1024, optimizer: str = "adam", label_noise: float = LABEL_NOISE,
+def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None, unroll: int = 5,
+                  steps: int = 20000, batch_size: int | None = 1024, optimizer: str = "adam", label_noise: float = LABEL_NOISE,
                   seed: int = 0) -> dict:
     """The study that :func:`measure_capacity` runs.
 
@@ -56,12 +56,15 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int = 16, unroll:
     Adam on minibatches of 1024 samples (more bits than 256 or 2048 in the
     same steps, and than full-batch Adam or L-BFGS), the learning rate decaying
     tenfold over 20000 steps, the task's signed inputs and label-noise loss
-    (ε = ``label_noise``). The search starts from
+    (ε = ``label_noise``), ``n_in`` input bits (default
+    :func:`rnncap.tasks.capacity.input_bits`: sized to the budget, 13 at 1000
+    parameters). The search starts from
     :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``), at the
     cell's own rate where :data:`rnncap.tune.space.CAPACITY_LR` has one.
     ``optimizer="lbfgs"`` trains full batch.
     """
     batch_size = None if optimizer == "lbfgs" else batch_size
+    n_in = input_bits(budget) if n_in is None else n_in
     return _quick_spec("capacity", cell, depth, "bsearch", budget=budget,
                        task_options={"n_in": n_in, "unroll": unroll, "seed": seed, "batch_size": batch_size,
                                      "label_noise": label_noise},

@@ -83,6 +83,22 @@ def test_capacity_searches_start_where_capacity_trains(cell):
         assert 0.0 <= min(drawn) < 0.1 and 2.9 < max(drawn) <= 3.0
 
 
+@pytest.mark.parametrize("budget", [100, 250, 300, 500, 1000, 3000, 10000, 100000])
+def test_capacity_inputs_are_sized_to_the_budget(budget):
+    """The fewest input bits that keep the largest b the search tries distinct: in rnncap capacity and the presets."""
+    from rnncap.experiments import capacity_plans
+    from rnncap.tasks.capacity import MOST_SAMPLES_PER_PARAM, input_bits
+
+    n_in = input_bits(budget)
+    assert MOST_SAMPLES_PER_PARAM == max(SampleSearch.MULTIPLES)
+    assert 2 ** (n_in - 1) < MOST_SAMPLES_PER_PARAM * budget <= 2 ** n_in
+    assert capacity_spec("gru", 1, budget)["task_options"]["n_in"] == n_in
+    assert capacity_spec("gru", 1, budget, n_in=20)["task_options"]["n_in"] == 20
+    plans = [p for preset in ("smoke", "quick", "standard", "full") for p in capacity_plans(preset)]
+    assert all(p.spec["task_options"]["n_in"] == input_bits(p.spec["budget"]) for p in plans)
+    assert input_bits(1000) == 13
+
+
 def test_sample_search_waits_for_phase_one():
     space = quick_search_space("gru", "capacity")
     strategy = SampleSearch(space, 0, trials=6, n_params=500)

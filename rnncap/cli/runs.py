@@ -95,7 +95,9 @@ def capacity(
     cell: Cell,
     depth: Depth = 1,
     budget: Annotated[int, typer.Option("--budget", "-p", help="Maximum number of parameters.")] = 1000,
-    n_in: Annotated[int, typer.Option("--n-in", min=1, help="Input bits per sample.")] = 16,
+    n_in: Annotated[Optional[int], typer.Option(
+        "--n-in", min=1, show_default="the fewest that keep 8P inputs distinct: 13 at 1000 parameters",
+        help="Input bits per sample.")] = None,
     unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
     trials: Trials = 10,
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations).")] = 20000,
@@ -125,7 +127,9 @@ def capacity(
     from rnncap.measure import capacity_spec, measure_capacity
     from rnncap.progress import wanted
     from rnncap.store import Store
+    from rnncap.tasks.capacity import input_bits
 
+    n_in = input_bits(budget) if n_in is None else n_in
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps, batch_size=batch_size or None,
                          optimizer=optimizer, label_noise=label_noise, seed=seed)
@@ -144,7 +148,8 @@ def capacity(
              "-" if r["bits"] is None else f"{r['bits']:.0f}",
              "-" if r["bits_per_parameter"] is None else f"{r['bits_per_parameter']:.3f}",
              format_hparams(r["hparams"], ("lr", "b_fg", "weight_scale", "nonlinearity"))] for r in result["runs"]]
-    print_table(f"capacity: {spec['cell']} depth {depth}, {spec['n_h']} units, {spec['params']} parameters "
+    print_table(f"capacity: {spec['cell']} depth {depth}, {n_in} input bits, {spec['n_h']} units, "
+                f"{spec['params']} parameters "
                 f"(study {result['study']})",
                 ["trial", "b", "b/P", "status", "accuracy", "bits", "bits/P", "hyperparameters"], rows,
                 caption="P parameters; b/P: samples per parameter; bits/P: bits per parameter")

@@ -86,6 +86,22 @@ def bits_per_parameter(bits: float, n_params: int) -> float:
     return bits / n_params
 
 
+MOST_SAMPLES_PER_PARAM = 8.0      # the largest b / P the capacity searches try (the bsearch grid's last)
+
+
+def input_bits(budget: int, samples_per_param: float = MOST_SAMPLES_PER_PARAM) -> int:
+    """The input width of the capacity measurements at a parameter budget: ``ceil(log2(8 * budget))``,
+    the fewest bits that keep every ``b`` up to ``samples_per_param * budget`` inputs distinct.
+
+    Each input bit costs the first layer one weight per gate and unit, which
+    reads the input but stores no label: at 1000 parameters and 16 bits, the
+    input weights are more than half of the GRU's parameters. With the width
+    sized to the budget (13 bits at 1000 parameters) the GRU stored 0.26 bits
+    per parameter more and the RNN the same (REPRODUCTION.md).
+    """
+    return max(1, math.ceil(math.log2(max(2.0, samples_per_param * budget))))      # 1 for a budget too small to use
+
+
 @dataclass(frozen=True)
 class CapacityConfig:
     n_samples: int = 3000         # b (`rnncap capacity` searches over it)
