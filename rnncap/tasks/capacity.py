@@ -17,11 +17,12 @@ classifier that is wrong on purpose stores as much as one that is right, so
 The inputs are drawn without replacement, so no two samples share an input
 (two equal inputs with different labels could not both be fitted), as long
 as ``b <= 2^n_in``; beyond that every input is used and some twice or more
-(raise ``n_in``). ``n_in`` (16 by default; ours, the paper does not say)
-allows ``b`` up to 65536 and is small enough to leave parameters for the
-recurrence: at a 1000-parameter budget it
-gives the GRU 11 units and the LSTM 9, against 7 and 6 at ``n_in = 32``, and
-them 0.4-0.6 more bits per parameter (the RNN 0.35 fewer; REPRODUCTION.md).
+(raise ``n_in``). ``n_in`` is ours (the paper does not say); the task's
+default, 16, allows ``b`` up to 65536. The measurements (``rnncap
+capacity``, the capacity presets) size it to the budget instead,
+:func:`input_bits`: as few bits as keep the inputs distinct leave the most
+parameters for the recurrence (at 1000 parameters, 13 bits give the GRU 12
+units where 32 bits gave it 7; REPRODUCTION.md).
 
 Two choices of ours make the networks reach more of their capacity in a
 given number of steps without changing what they can store
