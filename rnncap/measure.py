@@ -48,8 +48,8 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
 
 
 def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None, unroll: int = 5,
-                  steps: int = 20000, batch_size: int | None = 1024, optimizer: str = "adam", label_noise: float = LABEL_NOISE,
-                  seed: int = 0) -> dict:
+                  steps: int = 20000, batch_size: int | None = 1024, optimizer: str = "adam",
+                  label_noise: float = LABEL_NOISE, seed: int = 0) -> dict:
     """The study that :func:`measure_capacity` runs.
 
     Training (ours; measured on 1000-parameter networks, REPRODUCTION.md):
