@@ -5,8 +5,9 @@ is trained for ``--steps`` steps (RNN by default, trained as ``rnncap
 capacity`` trains: 16 input bits, ``b = 4P`` samples, minibatches of 1024,
 Adam; every member with its own seed, dataset and learning rate); the median
 over ``--repeats`` interleaved repeats (K values in turn, so that machine
-noise hits every K alike) gives the time of one population step. One member's evaluation (the forward pass over its ``b`` samples that
-scores the bits) is timed the same way. A trial of ``--trial-steps`` steps,
+noise hits every K alike) gives the time of one population step. One
+member's evaluation (the forward pass over its ``b`` samples that scores the
+bits) is timed the same way. A trial of ``--trial-steps`` steps,
 evaluated 31 times as ``rnncap capacity`` does, then costs
 
     trial_steps * step_time / K  +  31 * evaluation_time
