@@ -53,6 +53,14 @@ class StudyPlan:
     spec: dict
     trials: int
 
+    @property
+    def work(self) -> int:
+        """A rough size of the study's training, to start the largest first: trials x steps x the
+        pre-activation columns of every layer (units x gate blocks x depth), what a step's cost grows with."""
+        spec = self.spec
+        columns = spec["n_h"] * len(CELLS[spec["cell"]].gate_names) * spec["depth"]
+        return self.trials * spec["fixed"].get("steps", 1) * columns
+
 
 # what every trial of a quick or smoke study shares: settings that train ---------------------------
 
@@ -96,11 +104,11 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
     return space, {"steps": steps, **more, **(training if space == "quick" else {})}
 
 
-def _capacity_settings(preset: str, budget: int, unroll: int = 5) -> tuple[str, dict, dict]:
+def _capacity_settings(preset: str, budget: int, unroll: int = 5, steps: int | None = None) -> tuple[str, dict, dict]:
     """Space, fixed settings and task options shared by the capacity-task experiments at one budget (the
-    training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with half its steps in the quick
-    preset, and its input width sized to the budget)."""
-    steps = _grid(preset, 40, 10000, 20000, 20000)
+    training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with its input width sized to the
+    budget; ``steps`` by default its steps, half of them in the quick preset)."""
+    steps = steps or _grid(preset, 40, 10000, 20000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
     return space, fixed, {"n_in": input_bits(budget), "unroll": unroll, "batch_size": 1024,
                           "label_noise": LABEL_NOISE}
@@ -112,8 +120,11 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
     """Figure 1a-h: capacity task, unroll 5, six cells, depths 1, 2, 4, a range of budgets."""
     depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (150,), (250, 500, 1000), (100, 300, 1000, 3000), (300, 1000, 3000, 10000, 30000, 100000))
-    trials = _grid(preset, 2, 6, 6, 300)
-    settings = {budget: _capacity_settings(preset, budget) for budget in budgets}     # (space, fixed, options)
+    # quick: the training of rnncap capacity, at b = 4P, 5P and 3P from its start (the b search's first three;
+    # 41 of 42 searches of 6 trials found their best there, REPRODUCTION.md)
+    trials = _grid(preset, 2, 3, 6, 300)
+    steps = _grid(preset, 40, 20000, 20000, 20000)
+    settings = {budget: _capacity_settings(preset, budget, steps=steps) for budget in budgets}   # space, fixed, options
     strategy = _grid(preset, "bsearch", "bsearch", "bsearch", "gp")    # few trials: search b from known settings
     return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=settings[budget][0],
                   fixed=settings[budget][1], task_options=settings[budget][2], strategy=strategy)
@@ -317,8 +328,10 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
     each in a process of its own that trains its trials there: the studies of
     a preset are many and their searches short and sequential (the b search
     waits for each phase), so studies side by side keep every core busy where
-    trials side by side would not. On a Dask cluster the studies run one after
-    another, each spreading its trials over the cluster.
+    trials side by side would not. The largest start first
+    (:attr:`StudyPlan.work`), so that no core is left waiting on one long
+    study at the end. On a Dask cluster the studies run one after another,
+    each spreading its trials over the cluster.
 
     ``population``: trials trained together; None picks each study's default from its network's size.
     """
@@ -334,8 +347,9 @@ def reproduce(store, name: str, preset: str = "quick", *, workers: int = 1, sche
 
             pool = make_executor(workers)
             try:
-                futures = {pool.submit(run_plan, str(store.path), plan, 1, None, device, deadline, population): k
-                           for k, plan in enumerate(plans)}
+                largest_first = sorted(range(len(plans)), key=lambda k: -plans[k].work)
+                futures = {pool.submit(run_plan, str(store.path), plans[k], 1, None, device, deadline, population): k
+                           for k in largest_first}
                 finished = {}
                 for future in as_completed(futures):
                     finished[futures[future]] = future.result()

@@ -102,6 +102,41 @@ def test_studies_side_by_side_give_what_they_give_one_after_another(tmp_path):
         assert [t[2] for t in trials] == pytest.approx([t[2] for t in other], rel=1e-3, abs=1e-6)
 
 
+def test_side_by_side_the_largest_studies_start_first(monkeypatch):
+    """With workers, ``reproduce`` hands out the studies largest first (trials x steps x units x blocks x
+    depth), so that one long study does not run alone at the end; a serial run keeps the plan's order."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    import rnncap.tune.study
+    from rnncap.experiments import reproduce
+
+    class Recorder:                                                          # an executor that runs nothing
+        def __init__(self, workers):
+            self.started = []
+
+        def submit(self, fn, store, plan, *args):
+            self.started.append(plan.name)
+            future = Future()
+            future.set_result(None)
+            return future
+
+        def shutdown(self, **kwargs):
+            pass
+
+    pools = []
+    monkeypatch.setattr(rnncap.tune.study, "make_executor", lambda workers: pools.append(Recorder(workers))
+                        or pools[-1])
+    reproduce(SimpleNamespace(path="unused.sqlite"), "capacity", "quick", workers=2)
+    plans = experiment_plans("capacity", "quick")
+    work = {p.name: p.work for p in plans}
+    started = pools[0].started
+    assert sorted(started) == sorted(work) and started != [p.name for p in plans]
+    assert [work[name] for name in started] == sorted(work.values(), reverse=True)
+    assert started[0] == "capacity:quick:plusrnn:d2:p1000"                  # two layers of four blocks
+    assert work["capacity:quick:gru:d1:p1000"] > work["capacity:quick:gru:d1:p250"]
+
+
 def test_every_smoke_preset_runs_and_reports(tmp_path):
     """`rnncap reproduce all --preset smoke` then `rnncap report`: every figure written and non-empty."""
     store, out = str(tmp_path / "smoke.sqlite"), tmp_path / "report"
