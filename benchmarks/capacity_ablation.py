@@ -15,9 +15,11 @@ Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
     bfg_y     the +RNN's depth-gate bias b_fg_y (default 1)
 
 Options shared by the whole population: ``--schedule`` (how the rate falls:
-exponential, linear or cosine), ``--tail`` (the fraction of the steps, at the
-end, trained on each member's whole dataset), ``--unroll`` T, ``--dtype``, and
-Adam's ``--beta2`` and ``--eps``.
+exponential, linear or cosine), ``--restarts`` R (cosine warm restarts: R
+cosine cycles from a peak to ``lr * decay``, each peak ``--restart-shrink``
+times the one before; not a schedule of rnncap, tried here only), ``--tail``
+(the fraction of the steps, at the end, trained on each member's whole
+dataset), ``--unroll`` T, ``--dtype``, and Adam's ``--beta2`` and ``--eps``.
 
 Members train together (:func:`rnncap.population.train_population`), each as it
 would alone; members with different ``noise`` or ``n_in`` must go in separate
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -60,9 +63,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--beta2", type=float, default=Adam.beta2)
     parser.add_argument("--eps", type=float, default=Adam.eps)
+    parser.add_argument("--restarts", type=int, default=0, help="cosine cycles, warm restarts (replaces --schedule)")
+    parser.add_argument("--restart-shrink", type=float, default=1.0, help="each cycle's peak over the one before")
     args = parser.parse_args(argv)
     # Adam's constants are not training settings of rnncap: swap in the optimiser the population builds
     population.make_optimizer = lambda name, momentum: Adam(beta2=args.beta2, eps=args.eps)
+    if args.restarts > 0:                           # nor are restarts: swap in the rate the population reads
+        population.learning_rate = lambda lr, decay, step, total, schedule: warm_restarts(
+            lr, decay, step, total, args.restarts, args.restart_shrink)
     settings = json.loads(args.settings)
     depth = args.depth or (2 if args.cell == "plusrnn" else 1)
     n_in = settings[0].get("n_in", 32)
@@ -85,10 +93,18 @@ def main(argv=None) -> int:
     for s, r in zip(settings, results):
         print(json.dumps({**s, "cell": args.cell, "depth": depth, "params": P, "units": n_h, "steps": args.steps,
                           "schedule": args.schedule, "tail": args.tail, "unroll": args.unroll, "dtype": args.dtype,
-                          "beta2": args.beta2, "eps": args.eps,
+                          "beta2": args.beta2, "eps": args.eps, "restarts": args.restarts,
+                          "restart_shrink": args.restart_shrink,
                           "status": r.status, "accuracy": r.metrics.get("accuracy"),
                           "bits_per_parameter": (r.metrics.get("bits") or 0.0) / P, "wall": wall}), flush=True)
     return 0
+
+
+def warm_restarts(lr, decay, step: int, total_steps: int, cycles: int, shrink: float):
+    """Cosine from a peak down to ``lr * decay``, ``cycles`` times over the run; cycle c peaks at ``lr * shrink^c``."""
+    f = cycles * step / max(1, total_steps)
+    c = min(int(f), cycles - 1)
+    return lr * shrink ** c * (decay + (1.0 - decay) * 0.5 * (1.0 + math.cos(math.pi * (f - c))))
 
 
 if __name__ == "__main__":
