@@ -107,6 +107,21 @@ def test_sample_search_waits_for_phase_one():
     assert strategy.suggest_hparams(1, pending=first) == []
 
 
+def test_a_short_sample_search_does_not_wait_for_its_one_hyperparameter_trial():
+    """With fewer than 6 trials, phase 1 is the start alone: the grid takes its settings whatever it stores,
+    so all of a 3-trial search (the quick preset's) is proposed at once, and the refinement still waits."""
+    space = quick_search_space("gru", "capacity")
+    start = start_point(space, "gru")
+    strategy = SampleSearch(space, 0, trials=3, n_params=500, start=start)
+    first = strategy.suggest_hparams(3)
+    assert [h["b_per_param"] for h in first] == [SampleSearch.START, *SampleSearch.MULTIPLES[:2]]
+    assert all({**h, "b_per_param": SampleSearch.START} == start for h in first)
+    grid = strategy.suggest_hparams(10, pending=first)
+    assert [h["b_per_param"] for h in grid] == list(SampleSearch.MULTIPLES[2:])    # the rest of the grid
+    assert strategy.suggest_hparams(1, pending=first + grid) == []                 # refinement waits for them
+    assert drive(SampleSearch(space, 0, trials=3, n_params=500, start=start), 3)[:3] == first
+
+
 def test_sample_search_needs_the_capacity_task():
     with pytest.raises(Exception, match="capacity task"):
         SampleSearch(quick_search_space("rnn", "memory"), 0, trials=5, n_params=100)
@@ -173,9 +188,10 @@ def test_bad_input_creates_no_store(tmp_path, monkeypatch):
 
 
 def test_killed_capacity_measurement_resumes(tmp_path):
-    """kill -9 in the middle, the same command again: 4 trials in all, each once."""
+    """kill -9 in the middle, the same command again: 6 trials in all, each once (two at b = 4P, then the
+    grid of four as one population, which the kill interrupts)."""
     store = tmp_path / "S.sqlite"
-    command = [sys.executable, "-m", "rnncap", "capacity", "--cell", "rnn", "--budget", "300", "--trials", "4",
+    command = [sys.executable, "-m", "rnncap", "capacity", "--cell", "rnn", "--budget", "300", "--trials", "6",
                "--steps", "1500", "--store", str(store), "--json"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -193,12 +209,12 @@ def test_killed_capacity_measurement_resumes(tmp_path):
     with Store(store) as db:
         (study,) = db.studies()
         before = {r["number"]: r for r in db.trials(study["name"]) if r["status"] != "running"}
-    assert 1 <= len(before) < 4
+    assert 1 <= len(before) < 6
     out = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
-    assert out["trials"] == 4
+    assert out["trials"] == 6
     with Store(store) as db:
         rows = db.trials(study["name"])
-    assert [r["number"] for r in rows] == [0, 1, 2, 3] and len({r["key"] for r in rows}) == 4
+    assert [r["number"] for r in rows] == [0, 1, 2, 3, 4, 5] and len({r["key"] for r in rows}) == 6
     assert all(r["status"] == "done" for r in rows)
     for number, row in before.items():                   # finished before the kill: kept, not run again
         assert rows[number]["finished"] == row["finished"] and rows[number]["objective"] == row["objective"]

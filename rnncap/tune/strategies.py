@@ -270,6 +270,8 @@ class SampleSearch(Strategy):
 
     Phase 2 waits for phase 1 to finish, and each refinement for the trials
     before it, so with parallel workers a phase runs its trials side by side.
+    A search with a single phase-1 trial (fewer than 6 trials) knows the
+    grid's settings from the start, so its first trials run side by side.
     """
 
     name = "bsearch"
@@ -308,9 +310,12 @@ class SampleSearch(Strategy):
             if start in at_start:
                 start = {**self.space.sample(self.rng), "b_per_param": self.START}
             return start
-        if any(h["b_per_param"] == self.START for h in pending):
+        if self.hp_trials == 1:                                               # one phase-1 trial: the grid takes
+            best = _without_b(at_start[0])                                    # its settings, so need not wait
+        elif any(h["b_per_param"] == self.START for h in pending):
             return None                                                       # wait for phase 1
-        best = _without_b(self._best(lambda h: h["b_per_param"] == self.START))
+        else:
+            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START))
         for multiple in self.MULTIPLES:                                       # 2. the grid of b
             if {**best, "b_per_param": multiple} not in tried:
                 return {**best, "b_per_param": multiple}
