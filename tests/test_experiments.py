@@ -125,8 +125,12 @@ def test_side_by_side_the_largest_studies_start_first(monkeypatch):
             pass
 
     pools = []
-    monkeypatch.setattr(rnncap.tune.study, "make_executor", lambda workers: pools.append(Recorder(workers))
-                        or pools[-1])
+
+    def make_recorder(workers):
+        pools.append(Recorder(workers))
+        return pools[-1]
+
+    monkeypatch.setattr(rnncap.tune.study, "make_executor", make_recorder)
     reproduce(SimpleNamespace(path="unused.sqlite"), "capacity", "quick", workers=2)
     plans = experiment_plans("capacity", "quick")
     work = {p.name: p.work for p in plans}
