@@ -93,6 +93,23 @@ def test_a_study_on_a_cluster_gives_the_trials_of_two_local_workers(cluster, tmp
     assert worker_lines(local.stderr) == {}
 
 
+def test_the_driver_keeps_dask_logs_quiet_while_connected_and_restores_them(cluster):
+    """A lost scheduler must reach the user as rnncap's one line: while the executor is connected, neither the
+    client's retries nor its comms' closed-stream tracebacks (distributed.batched) may print; afterwards, the
+    levels are what they were."""
+    import logging
+
+    names = ("distributed", "distributed.client", "distributed.batched", "distributed.comm.tcp")
+    before = {name: logging.getLogger(name).getEffectiveLevel() for name in names}
+    assert before["distributed.batched"] < logging.CRITICAL                  # Dask would print it by default
+    executor = cluster_module.DaskExecutor(cluster.scheduler_address)
+    try:
+        assert all(logging.getLogger(name).getEffectiveLevel() >= logging.CRITICAL for name in names)
+    finally:
+        executor.shutdown()
+    assert {name: logging.getLogger(name).getEffectiveLevel() for name in names} == before
+
+
 def test_reproduce_runs_an_experiment_on_the_cluster(cluster, tmp_path):
     path = tmp_path / "reproduce.sqlite"
     result = runner.invoke(app, ["reproduce", "capacity", "--preset", "smoke", "--scheduler",

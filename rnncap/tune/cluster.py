@@ -137,14 +137,15 @@ class DaskExecutor:
         self.files = {path: os.path.getsize(path) for path in files}
         self.running: dict[Future, object] = {}                           # ours -> Dask's
         self.lock = threading.Lock()
-        # the client logs a lost scheduler as it retries and gives up; the driver says it once, in its own words
-        self.client_log = logging.getLogger("distributed.client")
-        self.client_log_level = self.client_log.level
-        self.client_log.setLevel(logging.CRITICAL)
+        # the client logs a lost scheduler as it retries and gives up, and its comms log the closed stream with
+        # a traceback (distributed.batched, under "distributed"); the driver says it once, in its own words
+        self.quieted = {name: logging.getLogger(name).level for name in ("distributed", "distributed.client")}
+        for name in self.quieted:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as err:
-            self.client_log.setLevel(self.client_log_level)
+            self._restore_logs()
             raise RnncapError(f"cannot reach the Dask scheduler at {scheduler} ({err}): start one with "
                               "`dask scheduler` and give its address, e.g. tcp://HOST:8786") from None
         try:
@@ -240,7 +241,11 @@ class DaskExecutor:
                 self.client.cancel(tasks)
         finally:
             self.client.close()
-            self.client_log.setLevel(self.client_log_level)
+            self._restore_logs()
+
+    def _restore_logs(self) -> None:
+        for name, level in self.quieted.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def finished_line(number: int, outcome: dict, spec: dict) -> str:
