@@ -104,7 +104,8 @@ def test_studies_side_by_side_give_what_they_give_one_after_another(tmp_path):
 
 def test_side_by_side_the_largest_studies_start_first(monkeypatch):
     """With workers, ``reproduce`` hands out the studies largest first (trials x steps x units x blocks x
-    depth), so that one long study does not run alone at the end; a serial run keeps the plan's order."""
+    depth), so that one long study does not run alone at the end (the test above: results keep the plan's
+    order)."""
     from concurrent.futures import Future
     from types import SimpleNamespace
 
@@ -112,7 +113,7 @@ def test_side_by_side_the_largest_studies_start_first(monkeypatch):
     from rnncap.experiments import reproduce
 
     class Recorder:                                                          # an executor that runs nothing
-        def __init__(self, workers):
+        def __init__(self):
             self.started = []
 
         def submit(self, fn, store, plan, *args):
@@ -127,7 +128,7 @@ def test_side_by_side_the_largest_studies_start_first(monkeypatch):
     pools = []
 
     def make_recorder(workers):
-        pools.append(Recorder(workers))
+        pools.append(Recorder())
         return pools[-1]
 
     monkeypatch.setattr(rnncap.tune.study, "make_executor", make_recorder)
