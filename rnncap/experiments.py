@@ -84,7 +84,7 @@ def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials
                       fixed=fixed, seed=seed)
     spec["space"], spec["tags"] = space, tags
     if space == "quick":                             # start from the settings known to train
-        spec["strategy_options"] = {"start": start_point(study_space(spec), cell)}
+        spec["strategy_options"] = {"start": start_point(study_space(spec), cell, spec["params"])}
     size = f"p{budget}" if budget is not None else f"n{units}"
     extra = "".join(f":{k}={v}" for k, v in sorted(tags.items()) if k not in ("experiment", "preset"))
     return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)

@@ -43,7 +43,7 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
     """A study of the quick search space, starting from the settings known to train."""
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
                       fixed={**KNOWN_TO_TRAIN["memorise"], **fixed}, seed=seed, space="quick")
-    spec["strategy_options"] = {"start": start_point(study_space(spec), cell)}
+    spec["strategy_options"] = {"start": start_point(study_space(spec), cell, spec["params"])}
     return spec
 
 
@@ -60,7 +60,9 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     :func:`rnncap.tasks.capacity.input_bits`: sized to the budget, 13 at 1000
     parameters). The search starts from
     :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``), at the
-    cell's own rate where :data:`rnncap.tune.space.CAPACITY_LR` has one.
+    cell's own rate where :data:`rnncap.tune.space.CAPACITY_LR` has one, and
+    above 1000 parameters at a rate falling as ``P^(-1/3)``
+    (:func:`rnncap.tune.space.capacity_lr`).
     ``optimizer="lbfgs"`` trains full batch.
     """
     batch_size = None if optimizer == "lbfgs" else batch_size

@@ -73,6 +73,12 @@ def test_capacity_searches_start_where_capacity_trains(cell):
     for start in starts:
         assert start["lr"] == CAPACITY_LR.get(cell, CAPACITY_START["lr"]) and start["b_per_param"] == SampleSearch.START
         assert start.get("b_fg") == (CAPACITY_START["b_fg"] if cell in KEEP_GATE_CELLS else None)
+    large = {budget: capacity_spec(cell, 2, budget) for budget in (3000, 10000, 10 ** 6)}
+    for budget, spec in large.items():                          # larger networks start slower, inside the range
+        lr, P = spec["strategy_options"]["start"]["lr"], spec["params"]
+        rate = CAPACITY_LR.get(cell, CAPACITY_START["lr"]) * (1000 / P) ** (1 / 3)
+        assert lr == pytest.approx(max(rate, quick_search_space(cell, "capacity").params[0].low))
+    assert starts[0]["lr"] > large[3000]["strategy_options"]["start"]["lr"] > large[10000]["strategy_options"]["start"]["lr"]
     memory = start_point(quick_search_space(cell, "memory"))     # other tasks keep the general start
     assert memory["lr"] == QUICK_START["lr"] and memory.get("b_fg") == (1.0 if cell in KEEP_GATE_CELLS else None)
     if cell in KEEP_GATE_CELLS:                                 # and the capacity task draws gates that keep less

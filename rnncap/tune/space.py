@@ -344,9 +344,28 @@ CAPACITY_LR = {             # and the rate where a cell stored clearly more at 1
     "irnn": 1e-2,           # +0.19 bits per parameter (5e-3: -0.24)
     "lstm": 3e-2,           # +0.30 (1e-2: -0.57, 4.5e-2: +0.15)
 }
+CAPACITY_LR_PARAMS = 1000   # the size those rates were measured at; larger networks start lower
 
 
-def start_point(space: SearchSpace, cell: str | None = None) -> dict:
+def capacity_lr(cell: str, n_params: int | None = None) -> float:
+    """Adam's start rate for the capacity task: the cell's rate at 1000 parameters
+    (:data:`CAPACITY_START`, :data:`CAPACITY_LR`), falling as ``P^(-1/3)`` above.
+
+    At 10000 parameters (b = 4P, one seed per rate) the 1000-parameter rate
+    did not train the RNN and cost the GRU and UGRNN half a bit per
+    parameter; the best rates tried there were 0.35 (RNN), 0.6 (GRU) and at
+    least 0.6 (LSTM, IRNN) times the cell's 1000-parameter rate, and
+    ``P^(-1/3)`` gives 0.46 (REPRODUCTION.md, "A start rate that falls with
+    size"). Smaller networks keep the 1000-parameter rate: at 100
+    parameters faster was worse.
+    """
+    lr = CAPACITY_LR.get(canonical_cell_name(cell), CAPACITY_START["lr"])
+    if n_params is not None and n_params > CAPACITY_LR_PARAMS:
+        lr *= (CAPACITY_LR_PARAMS / n_params) ** (1 / 3)
+    return lr
+
+
+def start_point(space: SearchSpace, cell: str | None = None, n_params: int | None = None) -> dict:
     """The first point a quick search tries: :data:`QUICK_START` on the parameters ``space`` tunes.
 
     Measured on the RNN and GRU at a 1000-parameter budget (capacity task):
@@ -354,21 +373,24 @@ def start_point(space: SearchSpace, cell: str | None = None) -> dict:
     the quick searches look around it. The capacity task (a space with
     ``b_per_param``) starts from :data:`CAPACITY_START` instead: a faster
     rate, and keep gates that start half open, which store more in five
-    steps than gates biased to keep; and, given the ``cell``, at its rate in
-    :data:`CAPACITY_LR`. A categorical without a listed value takes its first
-    choice.
+    steps than gates biased to keep; and, given the ``cell``, at its rate
+    (:func:`capacity_lr`, lower for networks of more than 1000 parameters
+    ``n_params``). A categorical without a listed value takes its first
+    choice; a number outside its range, the nearer end.
     """
     start = QUICK_START
     if "b_per_param" in space.names:
         start = {**QUICK_START, **CAPACITY_START}
         if cell is not None:
-            start["lr"] = CAPACITY_LR.get(canonical_cell_name(cell), start["lr"])
+            start["lr"] = capacity_lr(cell, n_params)
     point = {}
     for p in space.params:
         if p.condition is None or point.get(p.condition[0]) == p.condition[1]:
             value = start.get(p.name)
             if isinstance(p, Categorical) and value not in p.choices:
                 value = p.choices[0]
+            elif isinstance(p, Real) and value is not None:
+                value = min(max(value, p.low), p.high)
             point[p.name] = value if value is not None else p.from_unit(numpy.full(p.width, 0.5))
     space.validate(point)
     return point
