@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.tasks.capacity import LABEL_NOISE, input_bits
+from rnncap.tasks.capacity import LABEL_NOISE, input_bits, minibatch_size
 from rnncap.tune.space import KNOWN_TO_TRAIN
 
 PRESETS = ("smoke", "quick", "standard", "full")
@@ -106,11 +106,11 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
 
 def _capacity_settings(preset: str, budget: int, unroll: int = 5, steps: int | None = None) -> tuple[str, dict, dict]:
     """Space, fixed settings and task options shared by the capacity-task experiments at one budget (the
-    training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with its input width sized to the
-    budget). ``steps`` defaults to its 20000 (quick preset: 10000; smoke: 40)."""
+    training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with its input width and minibatch
+    sized to the budget). ``steps`` defaults to its 20000 (quick preset: 10000; smoke: 40)."""
     steps = steps or _grid(preset, 40, 10000, 20000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
-    return space, fixed, {"n_in": input_bits(budget), "unroll": unroll, "batch_size": 1024,
+    return space, fixed, {"n_in": input_bits(budget), "unroll": unroll, "batch_size": minibatch_size(budget),
                           "label_noise": LABEL_NOISE}
 
 

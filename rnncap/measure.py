@@ -26,7 +26,7 @@ import json
 import time
 
 from rnncap.tasks.memory import reference_error
-from rnncap.tasks.capacity import LABEL_NOISE, input_bits
+from rnncap.tasks.capacity import LABEL_NOISE, input_bits, minibatch_size
 from rnncap.tune.space import KNOWN_TO_TRAIN, start_point
 from rnncap.tune.study import run_study, study_space, study_spec
 
@@ -48,13 +48,15 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
 
 
 def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None, unroll: int = 5,
-                  steps: int = 20000, batch_size: int | None = 1024, optimizer: str = "adam",
+                  steps: int = 20000, batch_size: int | None | str = "auto", optimizer: str = "adam",
                   label_noise: float = LABEL_NOISE, seed: int = 0) -> dict:
     """The study that :func:`measure_capacity` runs.
 
     Training (ours; measured on 1000-parameter networks, REPRODUCTION.md):
-    Adam on minibatches of 1024 samples (more bits than 256 or 2048 in the
-    same steps, and than full-batch Adam or L-BFGS), the learning rate decaying
+    Adam on minibatches (``batch_size``; ``"auto"``:
+    :func:`rnncap.tasks.capacity.minibatch_size`, 1024 from 1000 parameters
+    up, which stored more bits than 256 or 2048 in the same steps, and than
+    full-batch Adam or L-BFGS; ``None``: all ``b``), the learning rate decaying
     tenfold over 20000 steps, the task's signed inputs and label-noise loss
     (ε = ``label_noise``), ``n_in`` input bits (default
     :func:`rnncap.tasks.capacity.input_bits`: sized to the budget, 13 at 1000
@@ -65,7 +67,7 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     (:func:`rnncap.tune.space.capacity_lr`).
     ``optimizer="lbfgs"`` trains full batch.
     """
-    batch_size = None if optimizer == "lbfgs" else batch_size
+    batch_size = None if optimizer == "lbfgs" else minibatch_size(budget) if batch_size == "auto" else batch_size
     n_in = input_bits(budget) if n_in is None else n_in
     return _quick_spec("capacity", cell, depth, "bsearch", budget=budget,
                        task_options={"n_in": n_in, "unroll": unroll, "seed": seed, "batch_size": batch_size,

@@ -105,6 +105,28 @@ def test_capacity_inputs_are_sized_to_the_budget(budget):
     assert input_bits(1000) == 13
 
 
+@pytest.mark.parametrize("budget", [20, 100, 250, 300, 500, 700, 1000, 3000, 10000])
+def test_capacity_minibatch_is_sized_to_the_budget(budget):
+    """About a quarter of the b = 4P samples up to 1000 parameters, 1024 from there up: in rnncap capacity
+    and the presets; an explicit size, or None (all b), is kept; L-BFGS always trains on all b."""
+    from rnncap.experiments import capacity_plans
+    from rnncap.tasks.capacity import MOST_MINIBATCH, minibatch_size
+
+    batch = minibatch_size(budget)
+    assert batch & (batch - 1) == 0 and batch <= MOST_MINIBATCH                    # a power of two, capped
+    if batch < MOST_MINIBATCH:
+        assert batch / 2 ** 0.5 <= budget <= batch * 2 ** 0.5                      # the nearest on a log scale
+    if budget >= 1000:
+        assert batch == 1024
+    assert capacity_spec("rnn", 1, budget)["task_options"]["batch_size"] == batch
+    assert capacity_spec("rnn", 1, budget, batch_size=64)["task_options"]["batch_size"] == 64
+    assert capacity_spec("rnn", 1, budget, batch_size=None)["task_options"]["batch_size"] is None
+    assert capacity_spec("rnn", 1, budget, optimizer="lbfgs")["task_options"]["batch_size"] is None
+    plans = [p for preset in ("smoke", "quick", "standard", "full") for p in capacity_plans(preset)]
+    assert all(p.spec["task_options"]["batch_size"] == minibatch_size(p.spec["budget"]) for p in plans)
+    assert [minibatch_size(b) for b in (100, 250, 500)] == [128, 256, 512]
+
+
 def test_sample_search_waits_for_phase_one():
     space = quick_search_space("gru", "capacity")
     strategy = SampleSearch(space, 0, trials=6, n_params=500)
@@ -178,11 +200,15 @@ def test_cli_capacity_and_memory_json(tmp_path):
                                  "--steps", "30", "--store", store, "--json"])
     out = json.loads(result.stdout)
     assert out["best"]["bits_per_parameter"] >= 0 and out["trials"] == 2
+    assert out["spec"]["task_options"]["batch_size"] == 128                  # sized to the budget by default
+    whole = runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "150", "--n-in", "6", "--trials", "1",
+                                "--steps", "5", "--batch-size", "0", "--store", store, "--json"])
+    assert json.loads(whole.stdout)["spec"]["task_options"]["batch_size"] is None     # 0: all b
     out = json.loads(runner.invoke(app, ["memory", "--cell", "lstm", "--n-in", "4", "--units", "2,4", "--trials",
                                          "1", "--steps", "50", "--store", store, "--json"]).stdout)
     assert [r["n_h"] for r in out["rows"]] == [2, 4] and out["rows"][0]["reference"] == 0.5
     listed = json.loads(runner.invoke(app, ["study", "list", "--store", store, "--json"]).stdout)
-    assert len(listed["studies"]) == 3                   # one capacity study, one memory study per unit count
+    assert len(listed["studies"]) == 4                   # two capacity studies, one memory study per unit count
 
 
 def test_bad_input_creates_no_store(tmp_path, monkeypatch):

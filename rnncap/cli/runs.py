@@ -103,7 +103,9 @@ def capacity(
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations). With three "
                                        "times the default, fixed settings stored 0.2-0.4 bits per parameter more "
                                        "(the IRNN nothing; REPRODUCTION.md), in three times the time.")] = 20000,
-    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step (0: all b; L-BFGS always uses all).")] = 1024,
+    batch_size: Annotated[Optional[int], typer.Option(
+        min=0, show_default="the power of two nearest the budget, at most 1024: 128 at 100 parameters",
+        help="Samples per step (0: all b; L-BFGS always uses all).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, rmsprop, sgd or lbfgs.")] = "adam",
     label_noise: Annotated[float, typer.Option(
         "--label-noise", min=0.0, max=0.99,
@@ -133,7 +135,8 @@ def capacity(
 
     n_in = input_bits(budget) if n_in is None else n_in
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
-    spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps, batch_size=batch_size or None,
+    spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps,
+                         batch_size="auto" if batch_size is None else batch_size or None,
                          optimizer=optimizer, label_noise=label_noise, seed=seed)
     population, announce = choose_population(population, [spec], json_output, workers=workers,
                                              scheduler=scheduler)
