@@ -4,9 +4,10 @@ For each parameter budget and each K, a population of K capacity-task trials
 is trained for ``--steps`` steps (RNN by default, trained as ``rnncap
 capacity`` trains: 16 input bits, ``b = 4P`` samples, minibatches sized to the
 budget (:func:`rnncap.tasks.capacity.minibatch_size`: 256 at 250 parameters,
-1024 from 1000 up), Adam; every member with its own seed, dataset and learning rate); the median
-over ``--repeats`` interleaved repeats (K values in turn, so that machine
-noise hits every K alike) gives the time of one population step. One
+1024 from 1000 up), Adam; every member with its own seed, dataset and
+learning rate); the median over ``--repeats`` interleaved repeats (K values
+in turn, so that machine noise hits every K alike) gives the time of one
+population step. One
 member's evaluation (the forward pass over its ``b`` samples that scores the
 bits) is timed the same way. A trial of ``--trial-steps`` steps,
 evaluated 31 times as ``rnncap capacity`` does, then costs
