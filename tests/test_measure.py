@@ -54,13 +54,19 @@ def test_sample_search_phases(workers):
     assert phase1[0] == {**start_point(space), "b_per_param": SampleSearch.START}
     best = min(phase1, key=fake_bits)
     best_hp = {k: v for k, v in best.items() if k != "b_per_param"}
-    assert all({k: v for k, v in h.items() if k != "b_per_param"} == best_hp for h in rest)
+    assert all({k: v for k, v in h.items() if k not in ("b_per_param", "restart")} == best_hp for h in rest)
     grid = [h["b_per_param"] for h in rest[:5]]
     assert grid == [m for m in SampleSearch.MULTIPLES if m != SampleSearch.START]
-    refined = [h["b_per_param"] for h in rest[5:]]
+    searched = [h for h in rest if "restart" not in h]
+    refined = [h["b_per_param"] for h in searched[5:]]
     assert refined and all(5.0 < b < 6.0 for b in refined)      # between the best grid point and its neighbour
     assert len({json.dumps(h, sort_keys=True) for h in tried}) == len(tried)      # no point twice
-    assert len(tried) < 50                      # it ends on its own once a refinement would repeat a sample count
+    # once a refinement would repeat a sample count, the trials left restart the best point from other seeds
+    restarts = rest[len(searched):]
+    assert len(tried) > 50 - workers and restarts and all("restart" in h for h in restarts)   # drive's limit
+    best_point = min(searched, key=fake_bits)
+    assert all({k: v for k, v in h.items() if k != "restart"} == best_point for h in restarts)
+    assert [h["restart"] for h in restarts] == list(range(1, len(restarts) + 1))
 
 
 @pytest.mark.parametrize("cell", ["rnn", "irnn", "ugrnn", "gru", "lstm", "plusrnn"])
@@ -150,6 +156,20 @@ def test_a_short_sample_search_does_not_wait_for_its_one_hyperparameter_trial():
     assert drive(SampleSearch(space, 0, trials=3, n_params=500, start=start), 3)[:3] == first
 
 
+def test_a_restart_is_the_same_trial_from_another_seed():
+    from rnncap.trial import trial_key
+    from rnncap.tune.study import restart_seed, trial_for
+
+    spec = capacity_spec("rnn", 1, 200, n_in=8, steps=50, seed=3)
+    point = {**spec["strategy_options"]["start"], "b_per_param": 5.0}
+    trials = [trial_for(spec, {**point, "restart": k}) if k else trial_for(spec, point) for k in range(4)]
+    assert trials[0]["seed"] == 3 == restart_seed(3, 0)
+    assert len({t["seed"] for t in trials}) == 4 and len({trial_key(t) for t in trials}) == 4
+    assert all({**t, "seed": 3} == trials[0] for t in trials)        # same data, settings and b: only the seed
+    assert trial_for(spec, {**point, "restart": 2}) == trials[2]      # deterministic
+    assert "restart" not in trials[1]["hparams"]
+
+
 def test_sample_search_needs_the_capacity_task():
     with pytest.raises(Exception, match="capacity task"):
         SampleSearch(quick_search_space("rnn", "memory"), 0, trials=5, n_params=100)
@@ -167,6 +187,22 @@ def test_a_start_point_comes_first_and_a_target_ends_the_search():
 
 
 # the measurements, end to end ---------------------------------------------------------------------
+
+def test_trials_beyond_the_search_are_restarts(tmp_path):
+    """A 3-unit network's b search ends after a few trials; the trials left train its best point from other
+    seeds, and the best of all of them is reported."""
+    with Store(tmp_path / "s.sqlite") as store:
+        result = measure_capacity(store, capacity_spec("rnn", 1, 60, n_in=6, unroll=2, steps=60), trials=20)
+        runs = result["runs"]
+        restarts = [r for r in runs if r["hparams"].get("restart")]
+        assert result["trials"] == 20 == len(runs) and restarts
+        searched = [r for r in runs if not r["hparams"].get("restart")]
+        best = max(searched, key=lambda r: r["bits"])
+        assert all(r["b"] == best["b"] for r in restarts)
+        assert sorted(r["hparams"]["restart"] for r in restarts) == list(range(1, len(restarts) + 1))
+        assert len({r["bits"] for r in restarts + [best]}) > 1           # other seeds train differently
+        assert result["best"]["objective"] == max(r["bits"] for r in runs)
+
 
 def test_measure_capacity_searches_b_and_reports_the_best(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:

@@ -99,7 +99,9 @@ def capacity(
         "--n-in", min=1, show_default="the fewest that keep 8P inputs distinct: 13 at 1000 parameters",
         help="Input bits per sample.")] = None,
     unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
-    trials: Trials = 10,
+    trials: Annotated[int, typer.Option(
+        "--trials", "-k", min=1, help="Training runs in all. Those left once the b search has converged train "
+        "its best point again from other seeds (restarts); small networks vary most from seed to seed.")] = 10,
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations). With three "
                                        "times the default, fixed settings stored 0.2-0.4 bits per parameter more "
                                        "(the IRNN nothing; REPRODUCTION.md), in three times the time.")] = 20000,
@@ -124,8 +126,9 @@ def capacity(
     """Per-parameter capacity: the most bits a network of --budget parameters memorises.
 
     Searches the number of samples b and a few hyperparameters (the bsearch
-    strategy: hyperparameters at b = 4P, then b on a grid, then refined), as a
-    study in the store: run the same command again to resume it. Prints every
+    strategy: hyperparameters at b = 4P, then b on a grid, then refined, then
+    the best point restarted from other seeds), as a study in the store: run
+    the same command again to resume it. Prints every
     trial's b, accuracy and bits, and the best bits per parameter.
     """
     from rnncap.measure import capacity_spec, measure_capacity

@@ -266,7 +266,12 @@ class SampleSearch(Strategy):
     2. ``b_per_param`` on the grid :data:`MULTIPLES` with those hyperparameters;
     3. refinement: the geometric mean of the best ``b_per_param`` and its
        better neighbour, again and again, until it would repeat a sample
-       count (``n_params`` turns ``b_per_param`` into ``b``).
+       count (``n_params`` turns ``b_per_param`` into ``b``);
+    4. restarts, with any trials left: the best point of phase 3 again,
+       trained from another seed (``restart`` k = 1, 2, ...; see
+       :func:`rnncap.tune.study.trial_for`). A small network's bits vary
+       more from seed to seed than between neighbouring points of the grid,
+       and the paper's numbers are maxima over many trials (REPRODUCTION.md).
 
     Phase 2 waits for phase 1 to finish, and each refinement for the trials
     before it, so with parallel workers a phase runs its trials side by side.
@@ -303,7 +308,7 @@ class SampleSearch(Strategy):
         return chosen
 
     def _next(self, pending: list[dict]) -> dict | None:
-        tried = self.points + pending
+        tried = [h for h in self.points + pending if not h.get("restart")]
         at_start = [h for h in tried if h["b_per_param"] == self.START]
         if len(at_start) < self.hp_trials:                                    # 1. hyperparameters
             start = {**(self.start or self.space.sample(self.rng)), "b_per_param": self.START}
@@ -312,10 +317,10 @@ class SampleSearch(Strategy):
             return start
         if self.hp_trials == 1:                                               # one phase-1 trial: the grid takes
             best = _without_b(at_start[0])                                    # its settings, so need not wait
-        elif any(h["b_per_param"] == self.START for h in pending):
+        elif any(h["b_per_param"] == self.START and not h.get("restart") for h in pending):
             return None                                                       # wait for phase 1
         else:
-            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START))
+            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START and not h.get("restart")))
         for multiple in self.MULTIPLES:                                       # 2. the grid of b
             if {**best, "b_per_param": multiple} not in tried:
                 return {**best, "b_per_param": multiple}
@@ -329,8 +334,10 @@ class SampleSearch(Strategy):
         other = min(neighbours, key=lambda m: _or_inf(value_at[m]))
         middle = math.sqrt(best_m * other)
         b_of = lambda m: round(m * self.n_params)                             # noqa: E731  (what samples_for rounds)
-        if b_of(middle) in (b_of(best_m), b_of(other)):
-            return None                                                       # the search is over
+        if b_of(middle) in (b_of(best_m), b_of(other)):                      # 4. the grid is done: restarts
+            point = {**best, "b_per_param": best_m}
+            done = [h["restart"] for h in self.points + pending if h.get("restart") and _without_restart(h) == point]
+            return {**point, "restart": max(done, default=0) + 1}
         return {**best, "b_per_param": middle}
 
     def _best(self, where) -> dict:
@@ -341,6 +348,10 @@ class SampleSearch(Strategy):
 
 def _without_b(hparams: dict) -> dict:
     return {k: v for k, v in hparams.items() if k != "b_per_param"}
+
+
+def _without_restart(hparams: dict) -> dict:
+    return {k: v for k, v in hparams.items() if k != "restart"}
 
 
 def _or_inf(value: float | None) -> float:

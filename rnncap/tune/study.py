@@ -74,13 +74,28 @@ def study_spec(task: str, cell: str, depth: int, *, budget: int | None = None, u
 
 
 def trial_for(spec: dict, hparams: dict) -> dict:
-    """The trial that a study runs for a point of its search space."""
+    """The trial that a study runs for a point of its search space.
+
+    Every trial trains from the study's seed, except a restart (``hparams``
+    with ``restart`` k >= 1, from the bsearch strategy): the same point from
+    seed :func:`restart_seed`, so another initialisation and order of
+    minibatches on the same data.
+    """
+    hparams = dict(hparams)
+    seed = restart_seed(spec["seed"], hparams.pop("restart", 0))
     trial_hparams, task_hparams = split_task_hparams({**spec["fixed"], **hparams})
     task_options = dict(spec["task_options"])
     if "b_per_param" in task_hparams:
         task_options["n_samples"] = samples_for(task_hparams["b_per_param"], spec["params"])
     return make_trial(spec["task"], task_options, spec["cell"], spec["depth"], spec["n_h"], trial_hparams,
-                      seed=spec["seed"])
+                      seed=seed)
+
+
+def restart_seed(seed: int, restart: int) -> int:
+    """The seed of restart ``restart`` of a study seeded ``seed`` (restart 0: ``seed`` itself)."""
+    if restart == 0:
+        return seed
+    return int(numpy.random.SeedSequence([seed, restart]).generate_state(1)[0])
 
 
 def study_space(spec: dict):
