@@ -308,7 +308,8 @@ class SampleSearch(Strategy):
         return chosen
 
     def _next(self, pending: list[dict]) -> dict | None:
-        tried = [h for h in self.points + pending if not h.get("restart")]
+        waiting = [h for h in pending if "restart" not in h]                  # restarts come after all of this
+        tried = [h for h in self.points if "restart" not in h] + waiting
         at_start = [h for h in tried if h["b_per_param"] == self.START]
         if len(at_start) < self.hp_trials:                                    # 1. hyperparameters
             start = {**(self.start or self.space.sample(self.rng)), "b_per_param": self.START}
@@ -317,10 +318,10 @@ class SampleSearch(Strategy):
             return start
         if self.hp_trials == 1:                                               # one phase-1 trial: the grid takes
             best = _without_b(at_start[0])                                    # its settings, so need not wait
-        elif any(h["b_per_param"] == self.START and not h.get("restart") for h in pending):
+        elif any(h["b_per_param"] == self.START for h in waiting):
             return None                                                       # wait for phase 1
         else:
-            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START and not h.get("restart")))
+            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START and "restart" not in h))
         for multiple in self.MULTIPLES:                                       # 2. the grid of b
             if {**best, "b_per_param": multiple} not in tried:
                 return {**best, "b_per_param": multiple}
@@ -335,9 +336,8 @@ class SampleSearch(Strategy):
         middle = math.sqrt(best_m * other)
         b_of = lambda m: round(m * self.n_params)                             # noqa: E731  (what samples_for rounds)
         if b_of(middle) in (b_of(best_m), b_of(other)):                      # 4. the grid is done: restarts
-            point = {**best, "b_per_param": best_m}
-            done = [h["restart"] for h in self.points + pending if h.get("restart") and _without_restart(h) == point]
-            return {**point, "restart": max(done, default=0) + 1}
+            restarts = [h["restart"] for h in self.points + pending if "restart" in h]   # all of this point
+            return {**best, "b_per_param": best_m, "restart": max(restarts, default=0) + 1}
         return {**best, "b_per_param": middle}
 
     def _best(self, where) -> dict:
@@ -348,10 +348,6 @@ class SampleSearch(Strategy):
 
 def _without_b(hparams: dict) -> dict:
     return {k: v for k, v in hparams.items() if k != "b_per_param"}
-
-
-def _without_restart(hparams: dict) -> dict:
-    return {k: v for k, v in hparams.items() if k != "restart"}
 
 
 def _or_inf(value: float | None) -> float:
