@@ -26,7 +26,7 @@ import json
 import time
 
 from rnncap.tasks.memory import reference_error
-from rnncap.tasks.capacity import LABEL_NOISE, input_bits, minibatch_size
+from rnncap.tasks.capacity import CAPACITY_STEPS, LABEL_NOISE, input_bits, minibatch_size
 from rnncap.tune.space import KNOWN_TO_TRAIN, start_point
 from rnncap.tune.study import run_study, study_space, study_spec
 
@@ -39,16 +39,16 @@ def default_study_name(kind: str, spec: dict) -> str:
 
 
 def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None, units=None, task_options: dict,
-                fixed: dict, seed: int) -> dict:
-    """A study of the quick search space, starting from the settings known to train."""
+                fixed: dict, seed: int, training: str = "memorise") -> dict:
+    """A study of the quick search space, starting from the settings known to train (``KNOWN_TO_TRAIN[training]``)."""
     spec = study_spec(task, cell, depth, budget=budget, units=units, strategy=strategy, task_options=task_options,
-                      fixed={**KNOWN_TO_TRAIN["memorise"], **fixed}, seed=seed, space="quick")
+                      fixed={**KNOWN_TO_TRAIN[training], **fixed}, seed=seed, space="quick")
     spec["strategy_options"] = {"start": start_point(study_space(spec), cell, spec["params"])}
     return spec
 
 
 def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None, unroll: int = 5,
-                  steps: int = 20000, batch_size: int | None | str = "auto", optimizer: str = "adam",
+                  steps: int = CAPACITY_STEPS, batch_size: int | None | str = "auto", optimizer: str = "adam",
                   label_noise: float = LABEL_NOISE, seed: int = 0) -> dict:
     """The study that :func:`measure_capacity` runs.
 
@@ -56,8 +56,9 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     Adam on minibatches (``batch_size``; ``"auto"``:
     :func:`rnncap.tasks.capacity.minibatch_size`, 1024 from 1000 parameters
     up, which stored more bits than 256 or 2048 in the same steps, and than
-    full-batch Adam or L-BFGS; ``None``: all ``b``), the learning rate decaying
-    tenfold over 20000 steps, the task's signed inputs and label-noise loss
+    full-batch Adam or L-BFGS; ``None``: all ``b``), the learning rate falling
+    in a straight line to a thousandth of its start over ``steps``
+    (``KNOWN_TO_TRAIN["capacity"]``), the task's signed inputs and label-noise loss
     (ε = ``label_noise``), ``n_in`` input bits (default
     :func:`rnncap.tasks.capacity.input_bits`: sized to the budget, 13 at 1000
     parameters). The search starts from
@@ -72,7 +73,8 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     return _quick_spec("capacity", cell, depth, "bsearch", budget=budget,
                        task_options={"n_in": n_in, "unroll": unroll, "seed": seed, "batch_size": batch_size,
                                      "label_noise": label_noise},
-                       fixed={"optimizer": optimizer, "steps": steps, "eval_every": max(1, steps // 30)}, seed=seed)
+                       fixed={"optimizer": optimizer, "steps": steps, "eval_every": max(1, steps // 30)}, seed=seed,
+                       training="capacity")
 
 
 def measure_capacity(store, spec: dict, *, trials: int = 10, study: str | None = None, workers: int = 1,

@@ -133,6 +133,27 @@ def test_capacity_minibatch_is_sized_to_the_budget(budget):
     assert [minibatch_size(b) for b in (100, 250, 500)] == [128, 256, 512]
 
 
+def test_capacity_trains_its_rate_down_to_near_zero():
+    """rnncap capacity and every capacity experiment of the quick-space presets train with the rate falling in a
+    straight line to a thousandth of its start; the memory and rcf experiments keep the tenfold exponential decay,
+    and the full preset tunes the decay."""
+    from rnncap.experiments import capacity_plans, memory_plans, rcf_plans, relu_plans, unroll_plans
+    from rnncap.tasks.capacity import CAPACITY_STEPS
+    from rnncap.trial import split_hparams
+    from rnncap.tune.study import trial_for
+
+    spec = capacity_spec("gru", 1, 1000)
+    _, config = split_hparams(trial_for(spec, spec["strategy_options"]["start"])["hparams"])
+    assert (config.lr_schedule, config.lr_decay, config.steps) == ("linear", 1e-3, CAPACITY_STEPS)
+    for preset in ("smoke", "quick", "standard"):
+        for plan in capacity_plans(preset) + relu_plans(preset) + unroll_plans(preset):
+            assert plan.spec["fixed"]["lr_schedule"] == "linear" and plan.spec["fixed"]["lr_decay"] == 1e-3
+        for plan in memory_plans(preset) + rcf_plans(preset):
+            assert "lr_schedule" not in plan.spec["fixed"] and plan.spec["fixed"]["lr_decay"] == 0.1
+    assert all("lr_decay" not in p.spec["fixed"] and "lr_schedule" not in p.spec["fixed"]
+               for p in capacity_plans("full"))
+
+
 def test_sample_search_waits_for_phase_one():
     space = quick_search_space("gru", "capacity")
     strategy = SampleSearch(space, 0, trials=6, n_params=500)

@@ -56,6 +56,8 @@ from rnncap.tasks.base import FixedDatasetTask, present_then_read
 
 
 LABEL_NOISE = 0.04    # the ε that `rnncap capacity` and the capacity experiments train with (REPRODUCTION.md)
+CAPACITY_STEPS = 100000   # `rnncap capacity`'s training steps per trial: 1000-parameter RNNs stored 0.4 bits per
+                          # parameter more than in 20000 (REPRODUCTION.md, "Longer training, to a rate near zero")
 
 
 def distinct_bit_vectors(rng: numpy.random.Generator, count: int, bits: int) -> numpy.ndarray:
