@@ -108,7 +108,7 @@ def _settings(preset: str, steps: int, training: dict, **more) -> tuple[str, dic
 def _capacity_settings(preset: str, budget: int, unroll: int = 5, steps: int | None = None) -> tuple[str, dict, dict]:
     """Space, fixed settings and task options shared by the capacity-task experiments at one budget (the
     training of ``rnncap capacity``, :func:`rnncap.measure.capacity_spec`, with its input width and minibatch
-    sized to the budget). ``steps`` defaults to 20000 (quick preset: 10000; smoke: 40); rnncap capacity trains 100000."""
+    sized to the budget). ``steps`` defaults to 20000 (quick preset: 10000; smoke: 40); rnncap capacity: 100000."""
     steps = steps or _grid(preset, 40, 10000, 20000, 20000)
     space, fixed = _settings(preset, steps, CAPACITY_TRAINING, eval_every=max(1, steps // 20))
     return space, fixed, {"n_in": input_bits(budget), "unroll": unroll, "batch_size": minibatch_size(budget),
