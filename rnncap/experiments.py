@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from rnncap.cells import CELLS
 from rnncap.errors import RnncapError
 from rnncap.progress import ProgressBar
-from rnncap.tasks.capacity import LABEL_NOISE, input_bits, minibatch_size
+from rnncap.tasks.capacity import LABEL_NOISE, input_bits, minibatch_size, seeds_for_budget
 from rnncap.tune.space import KNOWN_TO_TRAIN
 
 PRESETS = ("smoke", "quick", "standard", "full")
@@ -75,7 +75,8 @@ def _depth_for(cell: str, depth: int) -> int:
 
 
 def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials: int, *, budget=None, units=None,
-          task_options=None, fixed=None, strategy="gp", space="quick", tags=None, seed=0) -> StudyPlan:
+          task_options=None, fixed=None, strategy="gp", space="quick", tags=None, seed=0,
+          strategy_options=None) -> StudyPlan:
     from rnncap.tune.space import start_point       # here, not above: the registry stays cheap to import (--help)
     from rnncap.tune.study import study_space, study_spec
 
@@ -86,6 +87,7 @@ def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials
     spec["space"], spec["tags"] = space, tags
     if space == "quick":                             # start from the settings known to train
         spec["strategy_options"] = {"start": start_point(study_space(spec), cell, spec["params"])}
+    spec.setdefault("strategy_options", {}).update(strategy_options or {})
     size = f"p{budget}" if budget is not None else f"n{units}"
     extra = "".join(f":{k}={v}" for k, v in sorted(tags.items()) if k not in ("experiment", "preset"))
     return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)
@@ -122,13 +124,17 @@ def capacity_plans(preset: str, experiment: str = "capacity") -> list[StudyPlan]
     depths = _grid(preset, (1,), (1,), (1,), (1, 2, 4))
     budgets = _grid(preset, (150,), (250, 500, 1000), (100, 300, 1000, 3000), (300, 1000, 3000, 10000, 30000, 100000))
     # quick: the training of rnncap capacity, at b = 4P, 5P and 3P from its start (the b search's first three;
-    # 41 of 42 searches of 6 trials found their best there, REPRODUCTION.md), in 40000 of its 100000 steps
+    # 41 of 42 searches of 6 trials found their best there, REPRODUCTION.md), in 40000 of its 100000 steps,
+    # and below 1000 parameters each point from more seeds for fewer steps (seeds_for_budget)
     trials = _grid(preset, 2, 3, 6, 300)
     steps = _grid(preset, 40, 40000, 20000, 20000)
-    settings = {budget: _capacity_settings(preset, budget, steps=steps) for budget in budgets}   # space, fixed, options
+    seeds = {budget: seeds_for_budget(budget) if preset == "quick" else 1 for budget in budgets}
+    settings = {budget: _capacity_settings(preset, budget, steps=steps // seeds[budget])   # space, fixed, options
+                for budget in budgets}
     strategy = _grid(preset, "bsearch", "bsearch", "bsearch", "gp")    # few trials: search b from known settings
-    return [_plan(experiment, preset, "capacity", cell, depth, trials, budget=budget, space=settings[budget][0],
-                  fixed=settings[budget][1], task_options=settings[budget][2], strategy=strategy)
+    return [_plan(experiment, preset, "capacity", cell, depth, trials * seeds[budget], budget=budget,
+                  space=settings[budget][0], fixed=settings[budget][1], task_options=settings[budget][2],
+                  strategy=strategy, strategy_options={"seeds": seeds[budget]} if seeds[budget] > 1 else None)
             for depth in depths for cell in ALL_CELLS for budget in budgets]
 
 

@@ -49,7 +49,7 @@ def _quick_spec(task: str, cell: str, depth: int, strategy: str, *, budget=None,
 
 def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None, unroll: int = 5,
                   steps: int = CAPACITY_STEPS, batch_size: int | None | str = "auto", optimizer: str = "adam",
-                  label_noise: float = LABEL_NOISE, seed: int = 0) -> dict:
+                  label_noise: float = LABEL_NOISE, seed: int = 0, seeds: int = 1) -> dict:
     """The study that :func:`measure_capacity` runs.
 
     Training (ours; measured on 1000-parameter networks, REPRODUCTION.md):
@@ -66,15 +66,20 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     cell's own rate where :data:`rnncap.tune.space.CAPACITY_LR` has one, and
     above 1000 parameters at a rate falling as ``P^(-1/3)``
     (:func:`rnncap.tune.space.capacity_lr`).
-    ``optimizer="lbfgs"`` trains full batch.
+    ``optimizer="lbfgs"`` trains full batch. ``seeds`` > 1 trains every point of
+    the b search from that many seeds side by side, and scores its best
+    (:class:`rnncap.tune.strategies.SampleSearch`).
     """
     batch_size = None if optimizer == "lbfgs" else minibatch_size(budget) if batch_size == "auto" else batch_size
     n_in = input_bits(budget) if n_in is None else n_in
-    return _quick_spec("capacity", cell, depth, "bsearch", budget=budget,
+    spec = _quick_spec("capacity", cell, depth, "bsearch", budget=budget,
                        task_options={"n_in": n_in, "unroll": unroll, "seed": seed, "batch_size": batch_size,
                                      "label_noise": label_noise},
                        fixed={"optimizer": optimizer, "steps": steps, "eval_every": max(1, steps // 30)}, seed=seed,
                        training="capacity")
+    if seeds > 1:
+        spec["strategy_options"]["seeds"] = seeds
+    return spec
 
 
 def measure_capacity(store, spec: dict, *, trials: int = 10, study: str | None = None, workers: int = 1,

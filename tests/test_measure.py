@@ -177,6 +177,67 @@ def test_a_short_sample_search_does_not_wait_for_its_one_hyperparameter_trial():
     assert drive(SampleSearch(space, 0, trials=3, n_params=500, start=start), 3)[:3] == first
 
 
+@pytest.mark.parametrize("workers", [1, 5, 12])
+def test_a_sample_search_with_seeds_trains_every_point_from_each_and_scores_its_best(workers):
+    """With seeds R, each point of phases 1-3 comes with restarts 1 .. R-1 (one population when the workers
+    allow), the refinement follows each b's best seed, and phase 4's restarts are numbered from R on."""
+    space = quick_search_space("rnn", "capacity")
+    start = {**start_point(space, "rnn"), "lr": 1e-2}
+    seeds = 4
+    lucky = {(3.0, 2)}                                   # b = 3P's third seed stores the most of any point
+
+    def objective(h):
+        return -100.0 if (h["b_per_param"], h.get("restart", 0)) in lucky else fake_bits(h)
+
+    strategy = SampleSearch(space, 0, trials=12, n_params=1000, start=start, seeds=seeds)
+    first = strategy.suggest_hparams(12)
+    assert [(h["b_per_param"], h.get("restart", 0)) for h in first] == \
+        [(m, k) for m in (SampleSearch.START, *SampleSearch.MULTIPLES[:2]) for k in range(seeds)]
+    setting = {k: v for k, v in start.items() if k != "b_per_param"}
+    assert all({k: v for k, v in h.items() if k not in ("b_per_param", "restart")} == setting for h in first)
+
+    strategy = SampleSearch(space, 0, trials=12, n_params=100, start=start, seeds=seeds)
+    done, pending = [], []
+    while len(done) + len(pending) < 100:
+        if len(pending) < workers:
+            pending += strategy.suggest_hparams(workers - len(pending), pending=pending)
+        if not pending:
+            break
+        h = pending.pop(0)
+        strategy.observe(h, objective(h))
+        done.append(h)
+    searched = [h for h in done if h.get("restart", 0) < seeds]
+    by_point = {}
+    for h in searched:                                   # every searched point from all its seeds
+        by_point.setdefault(h["b_per_param"], []).append(h.get("restart", 0))
+    assert all(sorted(ks) == list(range(seeds)) for ks in by_point.values())
+    # 3P wins by its lucky seed (seed 0 alone would pick 5P): the refinement goes between 3P and its better
+    # neighbour, below 3P and 4P
+    refined = sorted(m for m in by_point if m not in (SampleSearch.START, *SampleSearch.MULTIPLES))
+    assert refined and all(2.0 < m < 3.0 or 3.0 < m < 4.0 for m in refined)
+    restarts = [h for h in done if h.get("restart", 0) >= seeds]
+    assert restarts and all(h["b_per_param"] == 3.0 for h in restarts)
+    assert [h["restart"] for h in restarts] == list(range(seeds, seeds + len(restarts)))
+    assert len({json.dumps(h, sort_keys=True) for h in done}) == len(done)        # no point twice
+    with pytest.raises(Exception, match="seeds"):
+        SampleSearch(space, 0, trials=12, n_params=1000, seeds=0)
+
+
+def test_the_quick_capacity_preset_spends_a_points_steps_on_more_seeds_below_1000_parameters():
+    from rnncap.experiments import capacity_plans
+    from rnncap.tasks.capacity import seeds_for_budget
+
+    assert [seeds_for_budget(b) for b in (100, 250, 300, 500, 999, 1000, 3000)] == [10, 4, 3, 2, 1, 1, 1]
+    quick = capacity_plans("quick")
+    for plan in quick:
+        seeds = seeds_for_budget(plan.spec["budget"])
+        assert plan.trials == 3 * seeds and plan.spec["fixed"]["steps"] == 40000 // seeds
+        assert plan.spec["strategy_options"].get("seeds", 1) == seeds
+    assert {p.spec["budget"] for p in quick if p.trials > 3} == {250, 500}
+    for preset in ("smoke", "standard", "full"):                 # the rule is the quick preset's
+        assert all("seeds" not in p.spec.get("strategy_options", {}) for p in capacity_plans(preset))
+
+
 def test_a_restart_is_the_same_trial_from_another_seed():
     from rnncap.trial import trial_key
     from rnncap.tune.study import restart_seed, trial_for
@@ -266,6 +327,21 @@ def test_cli_capacity_and_memory_json(tmp_path):
     assert [r["n_h"] for r in out["rows"]] == [2, 4] and out["rows"][0]["reference"] == 0.5
     listed = json.loads(runner.invoke(app, ["study", "list", "--store", store, "--json"]).stdout)
     assert len(listed["studies"]) == 4                   # two capacity studies, one memory study per unit count
+
+
+def test_cli_capacity_trains_each_point_from_its_seeds(tmp_path):
+    """--seeds 2: the study's first 6 trials are b = 4P, 5P and 3P, each from the study's seed and one restart
+    seed, trained as one population; the printed best is the best of them."""
+    store = str(tmp_path / "seeds.sqlite")
+    out = json.loads(runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "150", "--n-in", "6", "--trials",
+                                         "6", "--seeds", "2", "--steps", "30", "--store", store, "--json"]).stdout)
+    runs = out["runs"]
+    assert sorted((r["b_per_param"], r["hparams"].get("restart", 0)) for r in runs) == \
+        [(3.0, 0), (3.0, 1), (4.0, 0), (4.0, 1), (5.0, 0), (5.0, 1)]
+    assert out["spec"]["strategy_options"]["seeds"] == 2
+    assert out["best"]["objective"] == max(r["bits"] for r in runs)
+    bad = runner.invoke(app, ["capacity", "--cell", "rnn", "--seeds", "0", "--store", store])
+    assert bad.exit_code == 2 and "--seeds" in bad.output
 
 
 def test_bad_input_creates_no_store(tmp_path, monkeypatch):

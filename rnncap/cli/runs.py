@@ -102,6 +102,10 @@ def capacity(
     trials: Annotated[int, typer.Option(
         "--trials", "-k", min=1, help="Training runs in all. Those left once the b search has converged train "
         "its best point again from other seeds (restarts); small networks vary most from seed to seed.")] = 10,
+    seeds: Annotated[int, typer.Option(
+        min=1, help="Seeds per point of the b search, trained side by side; a point scores its best seed. "
+        "Every seed's run counts in --trials: raise it with this. Small networks vary most from seed to "
+        "seed (the quick preset uses 1000 // budget).")] = 1,
     steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations); the rate falls "
                                        "in a straight line to a thousandth over them. 1000-parameter RNNs store "
                                        "0.4 bits per parameter less in 20000 (REPRODUCTION.md), in a fifth of "
@@ -141,7 +145,7 @@ def capacity(
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps,
                          batch_size="auto" if batch_size is None else batch_size or None,
-                         optimizer=optimizer, label_noise=label_noise, seed=seed)
+                         optimizer=optimizer, label_noise=label_noise, seed=seed, seeds=seeds)
     population, announce = choose_population(population, [spec], json_output, workers=workers,
                                              scheduler=scheduler)
     with Store(store) as db:

@@ -273,10 +273,17 @@ class SampleSearch(Strategy):
        more from seed to seed than between neighbouring points of the grid,
        and the paper's numbers are maxima over many trials (REPRODUCTION.md).
 
+    With ``seeds`` R > 1, every point of phases 1-3 is trained from R seeds
+    side by side (restarts 1 .. R-1 of it) and a point's value is the best of
+    its seeds: what a search of small networks, cheap to train and dependent
+    on their seed, should spend its trials on. Phase 1 then has
+    ``max(1, trials // (3 R))`` points, and phase 4's restarts are numbered
+    from R.
+
     Phase 2 waits for phase 1 to finish, and each refinement for the trials
     before it, so with parallel workers a phase runs its trials side by side.
-    A search with a single phase-1 trial (fewer than 6 trials) knows the
-    grid's settings from the start, so its first trials run side by side.
+    A search with a single phase-1 point (fewer than ``6 R`` trials) knows
+    the grid's settings from the start, so its first trials run side by side.
     """
 
     name = "bsearch"
@@ -286,11 +293,14 @@ class SampleSearch(Strategy):
                                             # 3-5 P (REPRODUCTION.md)
 
     def __init__(self, space: SearchSpace | int, rng: numpy.random.Generator | int | None = None, *,
-                 trials: int, n_params: int, **common):
+                 trials: int, n_params: int, seeds: int = 1, **common):
         super().__init__(space, rng, **common)
         if self.space is None or "b_per_param" not in self.space.names:
             raise RnncapError("the bsearch strategy searches b_per_param: it runs on the capacity task only")
-        self.hp_trials = max(1, trials // 3)
+        if seeds < 1:
+            raise RnncapError(f"the bsearch strategy's seeds per point must be >= 1, got {seeds}")
+        self.seeds = seeds
+        self.hp_trials = max(1, trials // (3 * seeds))
         self.n_params = n_params
 
     def suggest(self, n: int = 1, pending=()) -> list[numpy.ndarray]:
@@ -308,26 +318,36 @@ class SampleSearch(Strategy):
         return chosen
 
     def _next(self, pending: list[dict]) -> dict | None:
-        waiting = [h for h in pending if "restart" not in h]                  # restarts come after all of this
-        tried = [h for h in self.points if "restart" not in h] + waiting
+        everything = self.points + pending
+        for h in everything:                                                  # 0. each point from every seed
+            if "restart" not in h:
+                for k in range(1, self.seeds):
+                    if {**h, "restart": k} not in everything:
+                        return {**h, "restart": k}
+        waiting = [h for h in pending if self._searched(h)]                   # restarts come after all of this
+        tried = [h for h in self.points + waiting if "restart" not in h]
         at_start = [h for h in tried if h["b_per_param"] == self.START]
         if len(at_start) < self.hp_trials:                                    # 1. hyperparameters
             start = {**(self.start or self.space.sample(self.rng)), "b_per_param": self.START}
             if start in at_start:
                 start = {**self.space.sample(self.rng), "b_per_param": self.START}
             return start
-        if self.hp_trials == 1:                                               # one phase-1 trial: the grid takes
-            best = _without_b(at_start[0])                                    # its settings, so need not wait
+        if self.hp_trials == 1:                                               # one phase-1 point: the grid takes
+            best = _setting(at_start[0])                                      # its settings, so need not wait
         elif any(h["b_per_param"] == self.START for h in waiting):
             return None                                                       # wait for phase 1
         else:
-            best = _without_b(self._best(lambda h: h["b_per_param"] == self.START and "restart" not in h))
+            best = _setting(self._best(lambda h: h["b_per_param"] == self.START and self._searched(h)))
         for multiple in self.MULTIPLES:                                       # 2. the grid of b
             if {**best, "b_per_param": multiple} not in tried:
                 return {**best, "b_per_param": multiple}
-        if any(_without_b(h) == best for h in pending):
+        if any(_setting(h) == best for h in waiting):
             return None                                                       # wait for the grid
-        value_at = {h["b_per_param"]: v for h, v in zip(self.points, self.values) if _without_b(h) == best}
+        value_at: dict[float, float | None] = {}                              # each b's best seed
+        for h, v in zip(self.points, self.values):
+            if _setting(h) == best and self._searched(h):
+                m = h["b_per_param"]
+                value_at[m] = v if m not in value_at else min(value_at[m], v, key=_or_inf)
         ranked = sorted(value_at)
         best_m = min(ranked, key=lambda m: _or_inf(value_at[m]))              # 3. refine
         i = ranked.index(best_m)
@@ -336,9 +356,13 @@ class SampleSearch(Strategy):
         middle = math.sqrt(best_m * other)
         b_of = lambda m: round(m * self.n_params)                             # noqa: E731  (what samples_for rounds)
         if b_of(middle) in (b_of(best_m), b_of(other)):                      # 4. the grid is done: restarts
-            restarts = [h["restart"] for h in self.points + pending if "restart" in h]   # all of this point
+            restarts = [h["restart"] for h in everything if "restart" in h]   # numbered past every seed's
             return {**best, "b_per_param": best_m, "restart": max(restarts, default=0) + 1}
         return {**best, "b_per_param": middle}
+
+    def _searched(self, hparams: dict) -> bool:
+        """Whether a point belongs to phases 1-3 (a point or one of its seeds), not to phase 4's restarts."""
+        return hparams.get("restart", 0) < self.seeds
 
     def _best(self, where) -> dict:
         """The observed point with the lowest value among those ``where`` accepts (infeasible last)."""
@@ -346,8 +370,9 @@ class SampleSearch(Strategy):
         return min(candidates, key=lambda hv: _or_inf(hv[1]))[0]
 
 
-def _without_b(hparams: dict) -> dict:
-    return {k: v for k, v in hparams.items() if k != "b_per_param"}
+def _setting(hparams: dict) -> dict:
+    """A point's hyperparameters without its ``b_per_param`` and its seed (``restart``)."""
+    return {k: v for k, v in hparams.items() if k not in ("b_per_param", "restart")}
 
 
 def _or_inf(value: float | None) -> float:
