@@ -342,6 +342,11 @@ def test_cli_capacity_trains_each_point_from_its_seeds(tmp_path):
     assert out["best"]["objective"] == max(r["bits"] for r in runs)
     bad = runner.invoke(app, ["capacity", "--cell", "rnn", "--seeds", "0", "--store", store])
     assert bad.exit_code == 2 and "--seeds" in bad.output
+    # by default, below 1000 parameters: 1000 // budget seeds and 10 trials a seed (here 2 and 20)
+    out = json.loads(runner.invoke(app, ["capacity", "--cell", "rnn", "--budget", "400", "--n-in", "6", "--steps",
+                                         "20", "--store", store, "--json"]).stdout)
+    assert out["spec"]["strategy_options"]["seeds"] == 2 and out["trials"] == 20
+    assert {r["hparams"].get("restart", 0) for r in out["runs"] if r["hparams"].get("restart", 0) < 2} == {0, 1}
 
 
 def test_bad_input_creates_no_store(tmp_path, monkeypatch):
@@ -357,7 +362,7 @@ def test_killed_capacity_measurement_resumes(tmp_path):
     grid of four as one population, which the kill interrupts)."""
     store = tmp_path / "S.sqlite"
     command = [sys.executable, "-m", "rnncap", "capacity", "--cell", "rnn", "--budget", "300", "--trials", "6",
-               "--steps", "1500", "--store", str(store), "--json"]
+               "--seeds", "1", "--steps", "1500", "--store", str(store), "--json"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120

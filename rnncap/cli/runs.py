@@ -12,7 +12,7 @@ from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, 
 from rnncap.cli.validate import check_run_fits, output_file
 from rnncap.errors import RnncapError
 from rnncap.formatting import duration
-from rnncap.tasks.capacity import CAPACITY_STEPS, LABEL_NOISE
+from rnncap.tasks.capacity import CAPACITY_STEPS, LABEL_NOISE, seeds_for_budget
 
 Trials = Annotated[int, typer.Option("--trials", "-k", min=1, help="Training runs in all.")]
 Study = Annotated[Optional[str], typer.Option("--study", help="The study's name in the store. Default: one made "
@@ -99,17 +99,19 @@ def capacity(
         "--n-in", min=1, show_default="the fewest that keep 8P inputs distinct: 13 at 1000 parameters",
         help="Input bits per sample.")] = None,
     unroll: Annotated[int, typer.Option("--unroll", "-T", min=1, help="Steps from input to label.")] = 5,
-    trials: Annotated[int, typer.Option(
-        "--trials", "-k", min=1, help="Training runs in all. Those left once the b search has converged train "
-        "its best point again from other seeds (restarts); small networks vary most from seed to seed.")] = 10,
-    seeds: Annotated[int, typer.Option(
-        min=1, help="Seeds per point of the b search, trained side by side; a point scores its best seed. "
-        "Every seed's run counts in --trials: raise it with this. Small networks vary most from seed to "
-        "seed (the quick preset uses 1000 // budget).")] = 1,
-    steps: Annotated[int, typer.Option(min=1, help="Training steps per run (L-BFGS: iterations); the rate falls "
-                                       "in a straight line to a thousandth over them. 1000-parameter RNNs store "
-                                       "0.4 bits per parameter less in 20000 (REPRODUCTION.md), in a fifth of "
-                                       "the time.")] = CAPACITY_STEPS,
+    trials: Annotated[Optional[int], typer.Option(
+        "--trials", "-k", min=1, show_default="10 x seeds",
+        help="Training runs in all, every seed's counted. Those left once the b search has converged train "
+        "its best point again from other seeds (restarts).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(
+        min=1, show_default="1000 // budget, at least 1: 4 at 250 parameters",
+        help="Seeds per point of the b search, trained side by side; a point scores its best seed. Small "
+        "networks vary more from seed to seed than they gain from long training (REPRODUCTION.md).")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        min=1, show_default=f"{CAPACITY_STEPS} // seeds",
+        help="Training steps per run (L-BFGS: iterations); the rate falls in a straight line to a thousandth "
+        "over them. 1000-parameter RNNs store 0.4 bits per parameter less in 20000 (REPRODUCTION.md), in a "
+        "fifth of the time.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         min=0, show_default="the power of two nearest the budget, at most 1024: 128 at 100 parameters",
         help="Samples per step (0: all b; L-BFGS always uses all).")] = None,
@@ -133,8 +135,9 @@ def capacity(
     Searches the number of samples b and a few hyperparameters (the bsearch
     strategy: hyperparameters at b = 4P, then b on a grid, then refined, then
     the best point restarted from other seeds), as a study in the store: run
-    the same command again to resume it. Prints every
-    trial's b, accuracy and bits, and the best bits per parameter.
+    the same command again to resume it. Below 1000 parameters every point
+    is trained from several seeds for a share of the steps (--seeds). Prints
+    every trial's b, accuracy and bits, and the best bits per parameter.
     """
     from rnncap.measure import capacity_spec, measure_capacity
     from rnncap.progress import wanted
@@ -142,6 +145,9 @@ def capacity(
     from rnncap.tasks.capacity import input_bits
 
     n_in = input_bits(budget) if n_in is None else n_in
+    seeds = seeds_for_budget(budget) if seeds is None else seeds
+    steps = CAPACITY_STEPS // seeds if steps is None else steps
+    trials = 10 * seeds if trials is None else trials
     check_run_fits("capacity", {"n_in": n_in, "unroll": unroll}, cell, depth, budget=budget)   # before any is built
     spec = capacity_spec(cell, depth, budget, n_in=n_in, unroll=unroll, steps=steps,
                          batch_size="auto" if batch_size is None else batch_size or None,
