@@ -123,18 +123,19 @@ def minibatch_size(budget: int) -> int:
     return min(MOST_MINIBATCH, 1 << max(0, round(math.log2(max(1, budget)))))
 
 
-SEEDED_BELOW = 1000       # the budget under which the quick capacity preset trains each point from more seeds
+SEEDED_BELOW = 1000       # the budget under which capacity searches train each point from more seeds
 
 
 def seeds_for_budget(budget: int) -> int:
-    """Seeds per point of the quick capacity preset's search at a parameter budget: ``1000 // budget``,
-    at least 1 (4 at 250 parameters), each trained for that fraction of the preset's steps.
+    """Seeds per point of a capacity search at a parameter budget (the quick preset's, and ``rnncap
+    capacity``'s by default): ``1000 // budget``, at least 1 (4 at 250 parameters), each trained for that
+    fraction of the steps.
 
     A small network gains nothing from long training and much from its
     seed: at 250 parameters the RNN stored 2.66 bits per parameter after
     10000 steps and 2.75 after 40000, while 8 seeds ranged over 0.6 (RNN)
     to 1.5 (LSTM) bits per parameter (REPRODUCTION.md, "Small networks: more
-    seeds, fewer steps"). So the preset spends a point's steps on several
+    seeds, fewer steps"). So a search spends a point's steps on several
     seeds, and a point scores its best seed.
     """
     return max(1, SEEDED_BELOW // max(1, budget))
