@@ -13,6 +13,7 @@ Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
     ws        initial weight scale (default 1)
     bfg       the keep gate's bias b_fg (default 1; gated cells)
     bfg_y     the +RNN's depth-gate bias b_fg_y (default 1)
+    clip      the gradient-norm clipping threshold (default 10, the capacity defaults')
 
 Options shared by the whole population: ``--schedule`` (how the rate falls:
 exponential, linear or cosine), ``--restarts`` R (cosine warm restarts: R
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         nets.append(Network(args.cell, depth, n_in, 2, n_h, hp, rng=s["seed"], dtype=args.dtype))
         configs.append(TrainConfig(lr=s.get("lr", 1e-2), lr_decay=s.get("decay", 0.1), lr_schedule=args.schedule,
                                    full_batch_tail=args.tail, steps=args.steps, eval_every=max(1, args.steps // 30),
-                                   seed=s["seed"], clip=10.0))
+                                   seed=s["seed"], clip=s.get("clip", 10.0)))
     started = time.perf_counter()
     results = population.train_population(nets, tasks, configs)
     wall = time.perf_counter() - started
