@@ -383,6 +383,29 @@ def test_two_drivers_at_once_one_is_refused_and_after_kill_nine_the_command_take
     assert _kill_then_resume(holder, path, "two", command, 6) >= 2            # taken over: its process is gone
 
 
+def test_a_population_whose_checkpoint_folder_is_taken_away_runs_without_checkpoints(tmp_path, monkeypatch):
+    """A driver stopped inside InFlight.begin, between writing its manifest and renaming it into place, resumes
+    to find the folder emptied and removed by the driver that took its study over. begin then says 'no
+    checkpoints' (None), so that the driver goes on to the store and learns that it lost the study, instead of
+    dying on a FileNotFoundError (seen about once in ten runs of the paused-driver test below, under load)."""
+    import rnncap.tune.inflight as inflight
+
+    flight = inflight.InFlight(tmp_path / "s.sqlite", "s")
+    real_replace = os.replace
+
+    def taken_over(src, dst):                        # the other driver's clean-up, then the rename
+        for path in flight.folder.iterdir():
+            path.unlink()
+        flight.folder.rmdir()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(inflight.os, "replace", taken_over)
+    assert flight.begin(["a", "b"]) is None
+    monkeypatch.setattr(inflight.os, "replace", real_replace)
+    prefix, seconds = flight.begin(["a", "b"])         # and a folder that can be written is used as before
+    assert prefix.startswith(str(flight.folder)) and flight.resumable({"a", "b"}) == [["a", "b"]]
+
+
 def test_a_paused_driver_keeps_its_study_until_its_lease_lapses_and_then_writes_nothing(tmp_path, monkeypatch):
     """SIGSTOP the holder: refused while its lease lives; taken over after; resumed, it stops without writing."""
     monkeypatch.setenv("RNNCAP_LEASE_SECONDS", "2")

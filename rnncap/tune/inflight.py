@@ -87,14 +87,24 @@ class InFlight:
                 path.unlink(missing_ok=True)
         return found
 
-    def begin(self, keys: list[str]) -> tuple[str, float]:
-        """Record a population about to be sent out; what its worker needs: (checkpoint prefix, seconds)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def begin(self, keys: list[str]) -> tuple[str, float] | None:
+        """Record a population about to be sent out; what its worker needs: (checkpoint prefix, seconds).
+
+        None when the manifest cannot be written, and the population runs
+        without checkpoints: a driver paused (or slow) long enough to lose its
+        lease finds its folder emptied and removed by the driver that took the
+        study over, and must go on to the store, which tells it that it has
+        lost the study, rather than fail here.
+        """
         population = self._id(keys)
         manifest = self.folder / f"{population}.json"
         tmp = manifest.with_name(f".{manifest.name}.tmp")
-        tmp.write_text(json.dumps({"keys": keys}))
-        os.replace(tmp, manifest)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"keys": keys}))
+            os.replace(tmp, manifest)
+        except OSError:
+            return None
         return str(self.folder / population), self.seconds
 
     def end(self, keys: list[str]) -> None:
