@@ -87,7 +87,8 @@ def _plan(experiment: str, preset: str, task: str, cell: str, depth: int, trials
     spec["space"], spec["tags"] = space, tags
     if space == "quick":                             # start from the settings known to train
         spec["strategy_options"] = {"start": start_point(study_space(spec), cell, spec["params"])}
-    spec.setdefault("strategy_options", {}).update(strategy_options or {})
+    if strategy_options:
+        spec.setdefault("strategy_options", {}).update(strategy_options)
     size = f"p{budget}" if budget is not None else f"n{units}"
     extra = "".join(f":{k}={v}" for k, v in sorted(tags.items()) if k not in ("experiment", "preset"))
     return StudyPlan(f"{experiment}:{preset}:{cell}:d{depth}:{size}{extra}", spec, trials)

@@ -236,6 +236,8 @@ def test_the_quick_capacity_preset_spends_a_points_steps_on_more_seeds_below_100
     assert {p.spec["budget"] for p in quick if p.trials > 3} == {250, 500}
     for preset in ("smoke", "standard", "full"):                 # the rule is the quick preset's
         assert all("seeds" not in p.spec.get("strategy_options", {}) for p in capacity_plans(preset))
+    # and specs without it are as they were, so their studies in existing stores resume
+    assert all("strategy_options" not in p.spec for p in capacity_plans("full"))
 
 
 def test_a_restart_is_the_same_trial_from_another_seed():
