@@ -12,7 +12,7 @@ from rnncap.cli.app import (EXIT_INFEASIBLE, Budget, Cell, Depth, Device, Json, 
 from rnncap.cli.validate import check_run_fits, output_file
 from rnncap.errors import RnncapError
 from rnncap.formatting import duration
-from rnncap.tasks.capacity import CAPACITY_STEPS, LABEL_NOISE, seeds_for_budget
+from rnncap.tasks.capacity import CAPACITY_STEPS, LABEL_NOISE, input_bits, seeds_for_budget
 
 Trials = Annotated[int, typer.Option("--trials", "-k", min=1, help="Training runs in all.")]
 Study = Annotated[Optional[str], typer.Option("--study", help="The study's name in the store. Default: one made "
@@ -142,7 +142,6 @@ def capacity(
     from rnncap.measure import capacity_spec, measure_capacity
     from rnncap.progress import wanted
     from rnncap.store import Store
-    from rnncap.tasks.capacity import input_bits
 
     n_in = input_bits(budget) if n_in is None else n_in
     seeds = seeds_for_budget(budget) if seeds is None else seeds
