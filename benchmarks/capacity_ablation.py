@@ -13,7 +13,8 @@ Each setting is a JSON object; every key but ``seed`` and ``bpp`` is optional:
     ws        initial weight scale (default 1)
     bfg       the keep gate's bias b_fg (default 1; gated cells)
     bfg_y     the +RNN's depth-gate bias b_fg_y (default 1)
-    clip      the gradient-norm clipping threshold (default 10, the capacity defaults')
+    clip      the gradient-norm clipping threshold (default 10, so that the commands in
+              REPRODUCTION.md rerun as they ran; the capacity defaults clip at 1)
 
 Options shared by the whole population: ``--schedule`` (how the rate falls:
 exponential, linear or cosine), ``--restarts`` R (cosine warm restarts: R
