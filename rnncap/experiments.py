@@ -65,7 +65,7 @@ class StudyPlan:
 # what every trial of a quick or smoke study shares: settings that train ---------------------------
 
 MEMORISE_TRAINING = KNOWN_TO_TRAIN["memorise"]         # memory, rcf: read out once, clip loosely
-CAPACITY_TRAINING = KNOWN_TO_TRAIN["capacity"]         # capacity: the same, the rate falling to near zero
+CAPACITY_TRAINING = KNOWN_TO_TRAIN["capacity"]         # capacity: the same, the rate falling to near zero, clipped at 1
 SEQUENCE_TRAINING = KNOWN_TO_TRAIN["sequence"]         # text8: a loss at every step, clip tightly
 
 
