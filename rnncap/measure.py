@@ -57,9 +57,10 @@ def capacity_spec(cell: str, depth: int, budget: int, *, n_in: int | None = None
     :func:`rnncap.tasks.capacity.minibatch_size`, 1024 from 1000 parameters
     up, which stored more bits than 256 or 2048 in the same steps, and than
     full-batch Adam or L-BFGS; ``None``: all ``b``), the learning rate falling
-    in a straight line to a thousandth of its start over ``steps``
-    (``KNOWN_TO_TRAIN["capacity"]``), the task's signed inputs and label-noise loss
-    (ε = ``label_noise``), ``n_in`` input bits (default
+    in a straight line to a thousandth of its start over ``steps`` and the
+    gradient's norm clipped at 1 (``KNOWN_TO_TRAIN["capacity"]``), the
+    task's signed inputs and label-noise loss (ε = ``label_noise``),
+    ``n_in`` input bits (default
     :func:`rnncap.tasks.capacity.input_bits`: sized to the budget, 13 at 1000
     parameters). The search starts from
     :data:`rnncap.tune.space.CAPACITY_START` (lr 2e-2, ``b_fg = 0``), at the
