@@ -387,7 +387,7 @@ def test_a_population_whose_checkpoint_folder_is_taken_away_runs_without_checkpo
     """A driver stopped inside InFlight.begin, between writing its manifest and renaming it into place, resumes
     to find the folder emptied and removed by the driver that took its study over. begin then says 'no
     checkpoints' (None), so that the driver goes on to the store and learns that it lost the study, instead of
-    dying on a FileNotFoundError (seen about once in ten runs of the paused-driver test below, under load)."""
+    dying on a FileNotFoundError (seen in 2 of 26 runs of the paused-driver test below, under load)."""
     import rnncap.tune.inflight as inflight
 
     flight = inflight.InFlight(tmp_path / "s.sqlite", "s")
