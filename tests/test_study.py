@@ -108,6 +108,57 @@ def test_kill_dash_nine_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
         assert after[number]["finished"] is not None
 
 
+# a driver with a pool of two workers, each busy for ten minutes; it prints their process ids
+DRIVER_WITH_A_POOL = """
+import multiprocessing, time
+from rnncap.tune.study import make_executor
+pool = make_executor(2)
+busy = [pool.submit(time.sleep, 600) for _ in range(2)]
+deadline = time.time() + 60
+while len(multiprocessing.active_children()) < 2 and time.time() < deadline:
+    time.sleep(0.05)
+print(*[child.pid for child in multiprocessing.active_children()], flush=True)
+time.sleep(600)
+"""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is still running (a zombie, ended but not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:                                                         # no /proc here
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+
+def test_a_killed_driver_takes_its_pool_of_workers_with_it():
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER_WITH_A_POOL], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        workers = [int(pid) for pid in driver.stdout.readline().split()]
+        assert len(workers) == 2 and all(process_alive(pid) for pid in workers), driver.stderr.read()
+        os.kill(driver.pid, signal.SIGKILL)                                 # no clean-up in the driver
+        driver.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(process_alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not any(process_alive(pid) for pid in workers)              # not left sleeping ten minutes
+    finally:
+        driver.kill()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.mark.parametrize("strategy", ["random", "gp"])
 def test_parallel_workers_give_valid_distinct_trials(tmp_path, strategy):
     spec = tiny_spec(strategy, steps=30)

@@ -132,16 +132,41 @@ class _InlineExecutor:
 
 
 class _ProcessPool(ProcessPoolExecutor):
-    """``workers`` processes, started fresh (spawn), each running one population at a time."""
+    """``workers`` processes, started fresh (spawn), each running one population at a time (or, for
+    ``rnncap reproduce``, one study), and each ending when the process that started them ends."""
 
     def __init__(self, workers: int):
         import multiprocessing
 
-        super().__init__(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        super().__init__(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                         initializer=_end_with_parent)
         self.workers = workers
 
     def slots(self) -> int:
         return self.workers
+
+
+def _end_with_parent() -> None:
+    """A pool worker's first act: watch the process that started it, and end this one when it ends.
+
+    A driver killed by a signal (``kill``, a scheduler's time limit) takes no clean-up with it, and its
+    pool's workers would go on training, holding cores and writing the store, until their population or
+    study was over. Ending them as ``kill -9`` would is safe: what they leave ``running`` in the store is
+    run again, from its checkpoint, when the study resumes.
+    """
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait as wait_for
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        wait_for([parent.sentinel])         # ready once the parent's end of the pipe closes: it has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 def make_executor(workers: int, scheduler: str | None = None, files: list[str] = ()):
