@@ -143,7 +143,10 @@ def test_a_killed_driver_takes_its_pool_of_workers_with_it():
     workers = []
     try:
         workers = [int(pid) for pid in driver.stdout.readline().split()]
-        assert len(workers) == 2 and all(process_alive(pid) for pid in workers), driver.stderr.read()
+        if len(workers) != 2:
+            driver.kill()                                                   # so that its stderr ends
+            pytest.fail(f"the driver started {len(workers)} workers: {driver.stderr.read()}")
+        assert all(process_alive(pid) for pid in workers)
         os.kill(driver.pid, signal.SIGKILL)                                 # no clean-up in the driver
         driver.wait()
         deadline = time.time() + 30
@@ -152,6 +155,7 @@ def test_a_killed_driver_takes_its_pool_of_workers_with_it():
         assert not any(process_alive(pid) for pid in workers)              # not left sleeping ten minutes
     finally:
         driver.kill()
+        driver.communicate()
         for pid in workers:
             try:
                 os.kill(pid, signal.SIGKILL)
