@@ -175,7 +175,9 @@ def relu_section(results, out: Path, preset: str) -> Section:
                 continue
             ax.bar(i + offset, value, width, color=cell_color(cell), alpha=alpha, hatch=hatch,
                    edgecolor="black", linewidth=0.6)
-            ax.text(i + offset, value, f"{value:.2f}", ha="center", va="bottom", fontsize=8)
+            ax.annotate(f"{value:.2f}", (i + offset, value), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8,
+                        bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))   # legible on a paper line
     ax.axhline(PAPER_RELU_BITS_PER_PARAMETER, color="black", linestyle="--", linewidth=1)
     ax.axhline(PAPER_BITS_PER_PARAMETER, color="black", linestyle=":", linewidth=1)
     ax.set_xticks(range(len(cells)), [cell_label(c) for c in cells])
