@@ -82,6 +82,10 @@ def main(argv=None) -> int:
     parser.add_argument("--noise-end", type=float, default=None, help="the label noise at the last step (linear)")
     parser.add_argument("--lbfgs", type=int, default=0, help="L-BFGS iterations after training, full batch")
     args = parser.parse_args(argv)
+    if args.noise_end is not None and not 0.0 <= args.noise_end < 1.0:
+        parser.error(f"--noise-end must be in [0, 1), got {args.noise_end}")
+    if args.lbfgs < 0:
+        parser.error(f"--lbfgs must be >= 0, got {args.lbfgs}")
     # Adam's constants are not training settings of rnncap: swap in the optimiser the population builds
     population.make_optimizer = lambda name, momentum: Adam(beta2=args.beta2, eps=args.eps)
     if args.restarts > 0:                           # nor are restarts: swap in the rate the population reads
