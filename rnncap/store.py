@@ -58,6 +58,22 @@ STATUSES = ("running", "done", "infeasible", "failed")
 LEASE_SECONDS = 30.0                      # a driver silent this long has lost its study
 MODES = ("create", "write", "read")
 
+# The stores this process has open, by file: (device, inode) -> how many. POSIX drops every lock a process holds
+# on a file when it closes any descriptor of that file, so inspect()'s read of the header (and its immutable
+# connection) would take this process's locks from under an open Store: another process, closing its connection,
+# would then take itself for the last one and delete the WAL that Store still writes to. A file this process
+# already has open as a store was inspected when it was first opened, and is not read outside SQLite again.
+_OPEN: dict[tuple[int, int], int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
 _HOST = socket.gethostname()
 
 
@@ -145,25 +161,37 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         self.mode = mode
         self._leases: dict[str, str] = {}                                  # study -> the token of our lease
-        found = inspect(self.path)
-        if found in ("missing", "empty") and mode != "create":
-            raise RnncapError(f"no study store at {self.path}" + (" (the file is empty)" if found == "empty" else "")
-                              + ": give --store the path of an existing store (tune, capacity, memory and "
-                              "reproduce create one)")
-        if found == "missing":
-            found = create(self.path)
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)   # autocommit; explicit BEGIN
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if found == "empty" or (found == "unmarked" and mode != "read"):
-                mark(self.db)
-        except sqlite3.DatabaseError as err:
-            raise RnncapError(f"cannot open the study store {self.path} ({err}): give another --store path") from None
+        self._file = None
+        with _OPEN_LOCK:                                                    # see _OPEN
+            open_here = _file_id(self.path) in _OPEN
+            found = "store" if open_here else inspect(self.path)
+            if found in ("missing", "empty") and mode != "create":
+                empty = " (the file is empty)" if found == "empty" else ""
+                raise RnncapError(f"no study store at {self.path}{empty}: give --store the path of an existing store "
+                                  "(tune, capacity, memory and reproduce create one)")
+            if found == "missing":
+                found = create(self.path)
+            try:
+                self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)   # autocommit; explicit BEGIN
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                if found == "empty" or (found == "unmarked" and mode != "read"):
+                    mark(self.db)
+            except sqlite3.DatabaseError as err:
+                raise RnncapError(f"cannot open the study store {self.path} ({err}): give another --store path") \
+                    from None
+            self._file = _file_id(self.path)
+            _OPEN[self._file] = _OPEN.get(self._file, 0) + 1
 
     def close(self) -> None:
-        self.db.close()
+        with _OPEN_LOCK:
+            self.db.close()
+            if self._file is not None:
+                _OPEN[self._file] -= 1
+                if not _OPEN[self._file]:
+                    del _OPEN[self._file]
+                self._file = None
 
     def __enter__(self):
         return self

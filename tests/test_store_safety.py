@@ -218,6 +218,31 @@ def test_a_new_store_is_marked_and_an_empty_file_becomes_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "new.sqlite"]   # no temp file left
 
 
+def test_a_store_opened_twice_in_one_process_keeps_its_locks(tmp_path):
+    """A second Store on the same file, in the process that has it open, leaves the first one's locks alone.
+
+    POSIX drops every lock a process holds on a file when it closes any descriptor of it. Had the second Store
+    read the file outside SQLite (the header check of a store not yet open), another process closing its
+    connection would take itself for the last one and delete the WAL the first Store still writes to.
+    """
+    path = tmp_path / "s.sqlite"
+    first = Store(path)
+    try:
+        run_study(first, "s", tiny_spec(), 1)
+        assert (tmp_path / "s.sqlite-wal").exists()
+        with Store(path, mode="read") as second:
+            assert [r["status"] for r in second.trials("s")] == ["done"]
+        other = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+                 "db.execute('SELECT COUNT(*) FROM trials').fetchone(); db.close()")
+        subprocess.run([sys.executable, "-c", other, str(path)], check=True, timeout=60)
+        assert (tmp_path / "s.sqlite-wal").exists() and (tmp_path / "s.sqlite-shm").exists()
+        run_study(first, "s", tiny_spec(), 2)                              # the first Store goes on writing
+    finally:
+        first.close()
+    with Store(path, mode="read") as again:
+        assert [r["status"] for r in again.trials("s")] == ["done", "done"]
+
+
 # deleting -------------------------------------------------------------------------------------------
 
 def test_study_delete_is_all_or_nothing(tmp_path):
