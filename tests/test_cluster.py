@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import distributed
@@ -322,7 +323,9 @@ def test_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
 
 def _finished_and_running(path) -> tuple[int, int]:
     try:
-        with sqlite3.connect(path, timeout=5) as db:
+        # closed here, not left to the garbage collector: an open connection of this process would keep an old
+        # index of the WAL, which the driver deletes when it closes last
+        with closing(sqlite3.connect(path, timeout=5)) as db:
             finished, running = db.execute("SELECT SUM(status != 'running'), SUM(status = 'running') "
                                            "FROM trials").fetchone()
         return finished or 0, running or 0
